@@ -1,0 +1,78 @@
+/* Task suites: JSONL files with one SWE-Bench-Pro style task per line.
+ *
+ * Accepted row format (JSON object per line, blank lines ignored):
+ *   instance_id, repo, base_commit            required strings
+ *   problem_statement, requirements, interface, patch, test_patch,
+ *   repo_language                             optional strings ("" if absent)
+ *   fail_to_pass, pass_to_pass, selected_test_files_to_run
+ *       a JSON array of strings, or a string holding a Python list literal
+ *       ("['a', \"b\"]", as the published SWE-Bench-Pro dataset stores them)
+ *       or a JSON array in a string; FAIL_TO_PASS / PASS_TO_PASS (original
+ *       SWE-bench spelling, JSON strings) are accepted as aliases.
+ *   driftwatch extensions: repo_url (clone source, a path relative to the
+ *       suite file or a URL), test_cmd, test_format, image.
+ * Unknown fields are kept in the row's raw JSON.
+ */
+#ifndef DW_SUITE_H
+#define DW_SUITE_H
+
+#include <stddef.h>
+
+/* Limits on one suite file. */
+#define DW_SUITE_MAX_LINE (16 * 1024 * 1024)
+#define DW_SUITE_MAX_TASKS 100000
+#define DW_SUITE_MAX_TESTS_PER_LIST 100000
+
+typedef struct {
+    char **items;
+    size_t count;
+} dw_strlist_t;
+
+typedef struct {
+    char *instance_id;
+    char *repo;
+    char *repo_url;        /* resolved: absolute path, URL, or "" to derive from repo */
+    char *base_commit;
+    char *problem_statement;
+    char *requirements;
+    char *interface;
+    char *patch;
+    char *test_patch;
+    char *repo_language;
+    char *test_cmd;
+    char *test_format;
+    char *image;
+    dw_strlist_t fail_to_pass;
+    dw_strlist_t pass_to_pass;
+    dw_strlist_t selected_test_files;
+    char *raw_json;        /* the row as a compact JSON object, normalised lists */
+    size_t line;           /* 1-based line number in the file */
+} dw_task_t;
+
+typedef struct dw_suite_t dw_suite_t;
+
+/* Load a suite from PATH. On any malformed row, returns NULL and writes
+ * "PATH:LINE: field NAME: problem; fix" into ERR. Duplicate instance ids are
+ * an error. */
+dw_suite_t *dw_suite_load (const char *path, char *err, size_t errlen);
+
+void dw_suite_destroy (dw_suite_t **self_p);
+
+size_t dw_suite_size (const dw_suite_t *self);
+
+/* Task at INDEX (0-based, file order); NULL if out of range. */
+const dw_task_t *dw_suite_task (const dw_suite_t *self, size_t index);
+
+/* Task with this instance id, or NULL. */
+const dw_task_t *dw_suite_find (const dw_suite_t *self, const char *instance_id);
+
+/* SHA-1 hex of the file's bytes: a suite's identity for runs. */
+const char *dw_suite_content_hash (const dw_suite_t *self);
+
+/* Parse a Python list literal of strings ("['a', \"b\\n\"]") into OUT.
+ * Returns 0, or -1 with the reason in ERR. Exposed for tests. */
+int dw_suite_parse_pylist (const char *text, dw_strlist_t *out, char *err, size_t errlen);
+
+void dw_strlist_clear (dw_strlist_t *list);
+
+#endif
