@@ -1,0 +1,2 @@
+# Statistics toolbox and the regression detector.
+dw_add_unit_test(test_stats SOURCES test_stats.c LIBS dwcommon TIMEOUT 30)
