@@ -1,0 +1,6 @@
+# Scripted Anthropic Messages API server used by the Claude Code end-to-end
+# tests and by demo runs that need no real model.
+add_executable(driftwatch-modelserver ${CMAKE_SOURCE_DIR}/tests/modelserver/modelserver.c)
+target_link_libraries(driftwatch-modelserver PRIVATE PkgConfig::MHD PkgConfig::JANSSON
+    Threads::Threads)
+install(TARGETS driftwatch-modelserver RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
