@@ -1,3 +1,4 @@
 # Worker job runner: process supervision, test log parsing, git workspaces
 # and end-to-end attempts on a throwaway repository.
 dw_add_unit_test(test_proc SOURCES test_proc.c LIBS dwworker TIMEOUT 60)
+dw_add_unit_test(test_testlog SOURCES test_testlog.c LIBS dwworker TIMEOUT 30)
