@@ -16,7 +16,7 @@
 /* The fix that every test-list error suggests. */
 #define LIST_FIX "write it as [\"test_a\", ...]"
 
-/* Fields that dw_task_t holds; every other field is "extra" and travels to
+/* Fields that dw_task_t holds. Every other field is extra and travels to
  * workers untouched. */
 static const char *const KNOWN_FIELDS[] = {
     "instance_id", "repo", "repo_url", "base_commit", "problem_statement", "requirements",
@@ -111,7 +111,7 @@ static void describe_char (const char *p, char *out, size_t outlen)
         snprintf (out, outlen, "byte 0x%02x", c);
 }
 
-/* Encode code point CP as UTF-8 into OUT; returns the byte count. */
+/* Encode code point CP as UTF-8 into OUT and return the byte count. */
 static size_t utf8_encode (uint32_t cp, char *out)
 {
     if (cp < 0x80) {
@@ -483,8 +483,9 @@ static int test_list (row_ctx_t *ctx, const char *field, json_t *value, dw_strli
         return -1;
     }
 
-    /* JSON first: original SWE-bench stores JSON arrays in strings, and the
-     * two notations agree on everything Python's repr() writes. */
+    /* Try JSON first because original SWE-bench stores JSON arrays in
+     * strings. Any repr() output that also parses as JSON means the same in
+     * both notations, since repr() never writes the escapes \/ \b \f. */
     const char *text = json_string_value (value);
     json_t *inner = json_loadb (text, json_string_length (value), 0, NULL);
     if (inner) {
@@ -781,7 +782,7 @@ dw_suite_t *dw_suite_load (const char *path, char *err, size_t errlen)
     assert (path);
     assert (err);
 
-    /* One read: the hash then covers exactly the bytes that are parsed. */
+    /* One read, so the hash covers exactly the bytes that are parsed. */
     size_t size = 0;
     char *data = dw_read_file (path, DW_SUITE_MAX_FILE, &size);
     if (!data) {
@@ -813,6 +814,8 @@ dw_suite_t *dw_suite_load (const char *path, char *err, size_t errlen)
 
     row_ctx_t ctx = { path, 0, err, errlen };
     const char *cursor = data;
+    if (size >= 3 && memcmp (data, "\xef\xbb\xbf", 3) == 0)
+        cursor += 3;            /* some editors start UTF-8 files with a byte order mark */
     const char *end = data + size;
     while (cursor < end) {
         ctx.line++;

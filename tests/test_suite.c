@@ -47,7 +47,7 @@ static void data_path (const char *relative, char *out, size_t outlen)
     snprintf (out, outlen, "%s/tests/data/%s", source_dir, relative);
 }
 
-/* Write TEXT to NAME inside the temporary directory; the path goes to OUT. */
+/* Write TEXT to NAME inside the temporary directory and store its path in OUT. */
 static void write_temp (const char *name, const char *text, char *out, size_t outlen)
 {
     snprintf (out, outlen, "%s/%s", temp_dir, name);
@@ -512,6 +512,29 @@ static void test_duplicate_ids (void)
     CHECK_STR (err, expected, "duplicate id error");
 }
 
+/* CRLF line ends, a byte order mark and a last line without a newline. */
+static void test_line_ends (void)
+{
+    char path[PATH_MAX];
+    write_temp ("crlf.jsonl",
+                "\xef\xbb\xbf{\"instance_id\": \"a\", \"repo\": \"o/r\", \"base_commit\": \"c\"}\r\n"
+                "\r\n"
+                "{\"instance_id\": \"b\", \"repo\": \"o/r\", \"base_commit\": \"c\", "
+                "\"fail_to_pass\": \"['x']\"}",
+                path, sizeof path);
+    char err[1024] = "";
+    dw_suite_t *suite = dw_suite_load (path, err, sizeof err);
+    CHECK (suite != NULL, "crlf.jsonl: load failed: %s", err);
+    if (!suite)
+        return;
+    CHECK (dw_suite_size (suite) == 2, "crlf.jsonl: expected 2 tasks, got %zu",
+           dw_suite_size (suite));
+    const dw_task_t *task = dw_suite_find (suite, "b");
+    CHECK (task && task->line == 3, "crlf.jsonl: task b must be on line 3");
+    CHECK (task && task->fail_to_pass.count == 1, "crlf.jsonl: task b must have 1 test");
+    dw_suite_destroy (&suite);
+}
+
 static void test_repo_url (void)
 {
     char repos[PATH_MAX + 32];
@@ -609,6 +632,7 @@ int main (void)
     test_missing_file ();
     test_long_line ();
     test_duplicate_ids ();
+    test_line_ends ();
     test_repo_url ();
 
     dw_rm_rf (temp_dir);
