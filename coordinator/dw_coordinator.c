@@ -1,0 +1,647 @@
+/* The coordinator's commands: see dw_coordinator.h.
+ *
+ * A run goes: open the database (starting the private cluster if none is
+ * configured), resolve the suite, select the panel, find or create the day's
+ * run and its jobs (idempotent), bind the broker, start local workers, serve
+ * until every job has a final result, print the summary, run the detector.
+ */
+#include "dw_coordinator.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dw_broker.h"
+#include "dw_config.h"
+#include "dw_detector_store.h"
+#include "dw_log.h"
+#include "dw_pgembed.h"
+#include "dw_plan.h"
+#include "dw_stats.h"
+#include "dw_store.h"
+#include "dw_suite.h"
+#include "dw_util.h"
+
+/* Seconds local workers get to exit after the run before they are killed. */
+#define LOCAL_WORKER_EXIT_SECONDS 15
+
+typedef struct {
+    dw_pgembed_t *cluster;
+    dw_store_t *store;
+} database_t;
+
+/* --- database -------------------------------------------------------------------- */
+
+static int pg_environment_set (void)
+{
+    static const char *names[] = { "PGHOST", "PGHOSTADDR", "PGDATABASE", "PGSERVICE", "PGPORT",
+                                   "PGUSER" };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (getenv (names[i]) && *getenv (names[i]))
+            return 1;
+    return 0;
+}
+
+static int open_database (const dw_options_t *opts, database_t *db)
+{
+    memset (db, 0, sizeof *db);
+    char err[1024];
+    const char *conninfo = opts->db;
+    if (!conninfo && getenv ("DATABASE_URL") && *getenv ("DATABASE_URL"))
+        conninfo = getenv ("DATABASE_URL");
+    if (!conninfo && pg_environment_set ())
+        conninfo = "";
+
+    if (!conninfo) {
+        /* Embedded default: a private cluster, so a new user needs no setup. */
+        db->cluster = dw_pgembed_start (opts->data_dir, err, sizeof err);
+        if (!db->cluster) {
+            fprintf (stderr, "coordinator: cannot start the private PostgreSQL cluster: %s\n",
+                     err);
+            return -1;
+        }
+        conninfo = dw_pgembed_conninfo (db->cluster);
+    }
+
+    db->store = dw_store_connect (conninfo, err, sizeof err);
+    if (!db->store) {
+        fprintf (stderr, "coordinator: cannot connect to PostgreSQL: %s\n", err);
+        dw_pgembed_stop (&db->cluster);
+        return -1;
+    }
+    int applied = dw_store_migrate (db->store);
+    if (applied < 0) {
+        fprintf (stderr, "coordinator: database migration failed: %s\n",
+                 dw_store_error (db->store));
+        dw_store_destroy (&db->store);
+        dw_pgembed_stop (&db->cluster);
+        return -1;
+    }
+    if (applied > 0)
+        dw_info ("event=schema_migrated applied=%d version=%d", applied,
+                 dw_store_schema_version (db->store));
+    return 0;
+}
+
+static void close_database (database_t *db)
+{
+    dw_store_destroy (&db->store);
+    dw_pgembed_stop (&db->cluster);
+}
+
+/* --- child programs ------------------------------------------------------------------ */
+
+/* Run ARGV to completion with its output sent to LOG_PATH (or inherited when
+ * NULL). Returns the exit status, or -1 if it could not run. */
+static int run_program (char *const argv[], const char *log_path)
+{
+    pid_t pid = fork ();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (log_path) {
+            int fd = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+            if (fd >= 0) {
+                dup2 (fd, STDOUT_FILENO);
+                dup2 (fd, STDERR_FILENO);
+            }
+        }
+        execv (argv[0], argv);
+        fprintf (stderr, "cannot run %s: %s\n", argv[0], strerror (errno));
+        _exit (127);
+    }
+    int status = 0;
+    while (waitpid (pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+static const char *find_data_file (const char *relative_to_source, const char *relative_to_data,
+                                   char *out, size_t size)
+{
+    snprintf (out, size, "%s/%s", DW_SOURCE_DIR, relative_to_source);
+    if (access (out, R_OK) == 0)
+        return out;
+    snprintf (out, size, "%s/%s", DW_DATADIR, relative_to_data);
+    return out;
+}
+
+/* --- suites ------------------------------------------------------------------------- */
+
+static void print_suite_summary (const dw_suite_t *suite)
+{
+    json_t *repos = json_object (), *languages = json_object ();
+    for (size_t i = 0; i < dw_suite_size (suite); i++) {
+        const dw_task_t *task = dw_suite_task (suite, i);
+        const char *language = task->repo_language && *task->repo_language ? task->repo_language
+                                                                             : "unknown";
+        json_t *count = json_object_get (repos, task->repo);
+        json_object_set_new (repos, task->repo,
+                             json_integer (count ? json_integer_value (count) + 1 : 1));
+        count = json_object_get (languages, language);
+        json_object_set_new (languages, language,
+                             json_integer (count ? json_integer_value (count) + 1 : 1));
+    }
+
+    printf ("%zu tasks in %zu repositories\n", dw_suite_size (suite), json_object_size (repos));
+    const char *key;
+    json_t *value;
+    printf ("by repository:\n");
+    void *iter;
+    /* jansson keeps insertion order; sort keys for a stable listing. */
+    char *sorted = json_dumps (repos, JSON_SORT_KEYS | JSON_COMPACT);
+    json_t *ordered = json_loads (sorted, JSON_PRESERVE_ORDER, NULL);
+    free (sorted);
+    for (iter = json_object_iter (ordered); iter;
+         iter = json_object_iter_next (ordered, iter)) {
+        key = json_object_iter_key (iter);
+        value = json_object_iter_value (iter);
+        printf ("  %-40s %5lld\n", key, (long long) json_integer_value (value));
+    }
+    json_decref (ordered);
+    printf ("by language:\n");
+    sorted = json_dumps (languages, JSON_SORT_KEYS | JSON_COMPACT);
+    ordered = json_loads (sorted, JSON_PRESERVE_ORDER, NULL);
+    free (sorted);
+    for (iter = json_object_iter (ordered); iter;
+         iter = json_object_iter_next (ordered, iter)) {
+        key = json_object_iter_key (iter);
+        value = json_object_iter_value (iter);
+        printf ("  %-40s %5lld\n", key, (long long) json_integer_value (value));
+    }
+    json_decref (ordered);
+    json_decref (repos);
+    json_decref (languages);
+}
+
+/* Default suite name: the file name without directory and extension. */
+static void suite_name_from_path (const char *path, char *out, size_t size)
+{
+    char copy[PATH_MAX];
+    snprintf (copy, sizeof copy, "%s", path);
+    snprintf (out, size, "%s", basename (copy));
+    char *dot = strrchr (out, '.');
+    if (dot && dot != out)
+        *dot = '\0';
+}
+
+static int import_file (dw_store_t *store, const char *path, const char *name, int verbose,
+                        int64_t *suite_id)
+{
+    char err[1024];
+    dw_suite_t *suite = dw_suite_load (path, err, sizeof err);
+    if (!suite) {
+        fprintf (stderr, "coordinator: invalid suite: %s\n", err);
+        return -1;
+    }
+    int already = 0;
+    if (dw_store_import_suite (store, name, suite, suite_id, &already) != 0) {
+        fprintf (stderr, "coordinator: cannot store suite %s: %s\n", path, dw_store_error (store));
+        dw_suite_destroy (&suite);
+        return -1;
+    }
+    if (verbose) {
+        printf ("suite \"%s\" (id %" PRId64 ", sha1 %s) %s\n", name, *suite_id,
+                dw_suite_content_hash (suite), already ? "was already stored" : "stored");
+        print_suite_summary (suite);
+    }
+    dw_info ("event=suite_imported name=%s suite=%" PRId64 " tasks=%zu already=%d", name,
+             *suite_id, dw_suite_size (suite), already);
+    dw_suite_destroy (&suite);
+    return 0;
+}
+
+/* Build the demo suite in the data directory if it is not there yet. */
+static int ensure_demo_suite (const dw_options_t *opts, char *path, size_t size)
+{
+    char dir[PATH_MAX];
+    snprintf (dir, sizeof dir, "%s/demo", opts->data_dir);
+    snprintf (path, size, "%s/suite.jsonl", dir);
+    if (access (path, R_OK) == 0)
+        return 0;
+
+    char generator[PATH_MAX];
+    find_data_file ("tests/fixtures/demo/make-demo-suite", "demo/make-demo-suite", generator,
+                    sizeof generator);
+    printf ("building the demo suite in %s\n", dir);
+    fflush (stdout);
+    char *argv[] = { generator, dir, NULL };
+    int rc = run_program (argv, NULL);
+    if (rc != 0 || access (path, R_OK) != 0) {
+        fprintf (stderr, "coordinator: the demo suite generator %s failed (status %d); run it "
+                         "by hand to see why\n",
+                 generator, rc);
+        return -1;
+    }
+    return 0;
+}
+
+static int resolve_suite (const dw_options_t *opts, dw_store_t *store, int64_t *suite_id,
+                          char *name, size_t name_size)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (strcmp (opts->suite, "demo") == 0) {
+        if (ensure_demo_suite (opts, path, sizeof path) != 0)
+            return -1;
+        snprintf (name, name_size, "demo");
+        return import_file (store, path, name, 0, suite_id);
+    }
+    if (stat (opts->suite, &st) == 0 && S_ISREG (st.st_mode)) {
+        if (opts->suite_name)
+            snprintf (name, name_size, "%s", opts->suite_name);
+        else
+            suite_name_from_path (opts->suite, name, name_size);
+        return import_file (store, opts->suite, name, 0, suite_id);
+    }
+
+    snprintf (name, name_size, "%s", opts->suite);
+    int rc = dw_store_find_suite (store, opts->suite, suite_id);
+    if (rc == 1)
+        fprintf (stderr, "coordinator: no suite named '%s': pass a JSONL file with --suite FILE "
+                         "or import it first with 'coordinator import FILE'\n",
+                 opts->suite);
+    else if (rc < 0)
+        fprintf (stderr, "coordinator: cannot look up suite '%s': %s\n", opts->suite,
+                 dw_store_error (store));
+    return rc == 0 ? 0 : -1;
+}
+
+/* --- local workers --------------------------------------------------------------------- */
+
+typedef struct {
+    pid_t pids[64];
+    int count;
+} local_workers_t;
+
+static int start_local_workers (const dw_options_t *opts, const char *endpoint,
+                                local_workers_t *workers)
+{
+    char worker_path[PATH_MAX];
+    snprintf (worker_path, sizeof worker_path, "%s/worker", dw_self_dir ());
+    if (access (worker_path, X_OK) != 0) {
+        fprintf (stderr, "coordinator: worker program not found next to the coordinator (%s); "
+                         "build or install both\n",
+                 worker_path);
+        return -1;
+    }
+    char logs[PATH_MAX];
+    snprintf (logs, sizeof logs, "%s/logs", opts->data_dir);
+    dw_mkdir_p (logs, 0755);
+
+    for (int i = 0; i < opts->local_workers; i++) {
+        char id[64], dir[PATH_MAX], log_path[PATH_MAX], hb[16];
+        char host[64] = "local";
+        gethostname (host, sizeof host - 1);
+        snprintf (id, sizeof id, "%.40s-local-%d", host, i + 1);
+        snprintf (dir, sizeof dir, "%s/workers/local-%d", opts->data_dir, i + 1);
+        snprintf (log_path, sizeof log_path, "%s/worker-%d.log", logs, i + 1);
+        snprintf (hb, sizeof hb, "%d", opts->heartbeat_ms);
+
+        pid_t pid = fork ();
+        if (pid < 0) {
+            fprintf (stderr, "coordinator: cannot start a local worker: %s\n", strerror (errno));
+            return -1;
+        }
+        if (pid == 0) {
+            /* exec at once: the parent has ZeroMQ threads that a forked child must not use. */
+            int fd = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+            if (fd >= 0) {
+                dup2 (fd, STDOUT_FILENO);
+                dup2 (fd, STDERR_FILENO);
+            }
+            char *argv[] = { worker_path, "--coordinator", (char *) endpoint, "--slots", "1",
+                             "--data-dir", dir, "--id", id, "--heartbeat-ms", hb,
+                             "--exit-on-drain", NULL };
+            execv (worker_path, argv);
+            _exit (127);
+        }
+        workers->pids[workers->count++] = pid;
+        dw_info ("event=local_worker_started worker=%s pid=%d log=%s", id, (int) pid, log_path);
+    }
+    if (opts->local_workers > 0)
+        printf ("started %d local workers (logs in %s)\n", opts->local_workers, logs);
+    return 0;
+}
+
+static void stop_local_workers (local_workers_t *workers, int graceful_seconds)
+{
+    uint64_t deadline = dw_mono_ms () + (uint64_t) graceful_seconds * 1000;
+    int alive = workers->count;
+    int signalled = 0;
+    while (alive > 0) {
+        alive = 0;
+        for (int i = 0; i < workers->count; i++) {
+            if (workers->pids[i] <= 0)
+                continue;
+            int status;
+            if (waitpid (workers->pids[i], &status, WNOHANG) == workers->pids[i])
+                workers->pids[i] = 0;
+            else
+                alive++;
+        }
+        if (alive == 0)
+            break;
+        if (dw_mono_ms () >= deadline) {
+            int sig = signalled ? SIGKILL : SIGTERM;
+            for (int i = 0; i < workers->count; i++)
+                if (workers->pids[i] > 0)
+                    kill (workers->pids[i], sig);
+            signalled++;
+            deadline = dw_mono_ms () + 10000;
+        }
+        usleep (50 * 1000);
+    }
+}
+
+/* --- summary ----------------------------------------------------------------------------- */
+
+static const char *s_outcome_names[DW_OUTCOME_COUNT] = {
+    "unspecified", "resolved", "unresolved", "agent_error",
+    "timeout", "infra_error", "harness_error", "cancelled",
+};
+
+/* Print the day's outcome counts and pass rate. Returns 1 if the policy
+ * rejects the day (reject-day with infrastructure errors), else 0. */
+static int print_summary (dw_store_t *store, int64_t run_id, const dw_options_t *opts,
+                          const char *day, const char *config_hash, size_t panel_size)
+{
+    dw_run_counts_t counts;
+    if (dw_store_run_counts (store, run_id, &counts) != 0) {
+        fprintf (stderr, "coordinator: cannot read the run's results: %s\n",
+                 dw_store_error (store));
+        return 0;
+    }
+    size_t resolved = counts.final_by_outcome[DRIFTWATCH__V1__OUTCOME__OUTCOME_RESOLVED];
+    size_t infra = counts.final_by_outcome[DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR];
+    size_t excluded = infra
+                      + counts.final_by_outcome[DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR]
+                      + counts.final_by_outcome[DRIFTWATCH__V1__OUTCOME__OUTCOME_CANCELLED];
+    size_t valid = counts.jobs_final - excluded;
+    if (strcmp (opts->infra_policy, "fail") == 0)
+        valid += infra;
+
+    printf ("\nrun %s  (run id %" PRId64 ", config %.12s, track %s)\n", day, run_id, config_hash,
+            opts->track);
+    printf ("  jobs: %zu (%zu tasks x %d repeats), final %zu, attempts %zu, superseded %zu\n",
+            counts.jobs_total, panel_size, opts->repeats, counts.jobs_final, counts.attempts,
+            counts.superseded);
+    printf ("  outcomes:");
+    for (int i = 1; i < DW_OUTCOME_COUNT; i++)
+        printf ("%s %s %zu", i == 1 ? "" : ",", s_outcome_names[i], counts.final_by_outcome[i]);
+    printf ("\n");
+
+    if (strcmp (opts->infra_policy, "reject-day") == 0 && infra > 0) {
+        printf ("  day rejected: %zu infrastructure errors (policy reject-day); no pass rate\n",
+                infra);
+        return 1;
+    }
+    if (valid == 0) {
+        printf ("  pass rate: no valid results\n");
+        return 0;
+    }
+    double p, lo, hi;
+    dw_stats_wilson ((long) resolved, (long) valid, 1.959964, &p, &lo, &hi);
+    printf ("  pass rate: %.1f%% (%zu/%zu), 95%% Wilson interval %.1f%%-%.1f%%\n", 100.0 * p,
+            resolved, valid, 100.0 * lo, 100.0 * hi);
+    if (strcmp (opts->infra_policy, "fail") == 0)
+        printf ("  infrastructure errors counted as failures: %zu (policy fail)\n", infra);
+    else
+        printf ("  infrastructure errors excluded from the pass rate: %zu (policy exclude)\n",
+                excluded);
+    return 0;
+}
+
+/* --- run --------------------------------------------------------------------------------- */
+
+static void build_agent_config (const dw_options_t *opts, Driftwatch__V1__AgentConfig *agent,
+                                Driftwatch__V1__Limits *limits)
+{
+    driftwatch__v1__agent_config__init (agent);
+    agent->kind = (char *) opts->agent_kind;
+    agent->command = (char *) opts->agent_command;
+    agent->model = (char *) opts->model;
+    agent->max_turns = (uint32_t) opts->max_turns;
+
+    driftwatch__v1__limits__init (limits);
+    limits->wall_seconds = (uint32_t) opts->wall_seconds;
+    limits->grade_wall_seconds = (uint32_t) opts->grade_seconds;
+    limits->memory_bytes = 4ull << 30;
+    limits->max_processes = 512;
+    limits->workspace_bytes = 2ull << 30;
+    limits->output_bytes = 64ull << 20;
+}
+
+static int run_detector (database_t *db, const dw_options_t *opts, const char *day)
+{
+    char *argv[] = { "detect", "--track", (char *) opts->track, "--date", (char *) day, NULL };
+    printf ("\n");
+    fflush (stdout);
+    return dw_detector_command (dw_store_conn (db->store), 5, argv);
+}
+
+int dw_coordinator_run (const dw_options_t *opts)
+{
+    char day[11];
+    if (strcmp (opts->date, "today") == 0)
+        dw_today (day);
+    else if (dw_parse_day (opts->date) == 0)
+        snprintf (day, sizeof day, "%s", opts->date);
+    else {
+        fprintf (stderr, "coordinator: invalid --date '%s': use today or YYYY-MM-DD\n",
+                 opts->date);
+        return DW_EXIT_USAGE;
+    }
+
+    database_t db;
+    if (open_database (opts, &db) != 0)
+        return DW_EXIT_ERROR;
+
+    int exit_code = DW_EXIT_ERROR;
+    char suite_name[256];
+    int64_t suite_id = 0, run_id = 0;
+    dw_store_task_ref_t *tasks = NULL;
+    size_t ntasks = 0, *selected = NULL, count = 0;
+    int64_t *task_ids = NULL;
+    char *config_json = NULL;
+    dw_broker_t *broker = NULL;
+    local_workers_t workers = { .count = 0 };
+    char err[1024];
+
+    if (resolve_suite (opts, db.store, &suite_id, suite_name, sizeof suite_name) != 0)
+        goto cleanup;
+    if (dw_store_suite_tasks (db.store, suite_id, &tasks, &ntasks) != 0) {
+        fprintf (stderr, "coordinator: cannot list the suite's tasks: %s\n",
+                 dw_store_error (db.store));
+        goto cleanup;
+    }
+    if (dw_plan_select_panel (tasks, ntasks, opts->panel, "driftwatch-panel-v1", &selected,
+                              &count, err, sizeof err)
+        != 0) {
+        fprintf (stderr, "coordinator: %s\n", err);
+        exit_code = DW_EXIT_USAGE;
+        goto cleanup;
+    }
+
+    Driftwatch__V1__AgentConfig agent;
+    Driftwatch__V1__Limits limits;
+    build_agent_config (opts, &agent, &limits);
+    dw_plan_config_t plan = {
+        .suite_id = suite_id,
+        .suite_name = suite_name,
+        .track = opts->track,
+        .panel_seed = "driftwatch-panel-v1",
+        .repeats = opts->repeats,
+        .agent = &agent,
+        .limits = &limits,
+        .infra_policy = opts->infra_policy,
+    };
+    char config_hash[41];
+    config_json = dw_plan_config_json (&plan, tasks, selected, count, config_hash);
+    agent.config_hash = config_hash;
+
+    int resumed = 0;
+    if (dw_store_open_run (db.store, day, config_hash, config_json, suite_id, &run_id, &resumed)
+        != 0) {
+        fprintf (stderr, "coordinator: cannot create the run: %s\n", dw_store_error (db.store));
+        goto cleanup;
+    }
+    task_ids = calloc (count, sizeof *task_ids);
+    for (size_t i = 0; i < count; i++)
+        task_ids[i] = tasks[selected[i]].task_id;
+    size_t inserted = 0;
+    if (dw_store_add_jobs (db.store, run_id, task_ids, count, opts->repeats, &inserted) != 0) {
+        fprintf (stderr, "coordinator: cannot create the run's jobs: %s\n",
+                 dw_store_error (db.store));
+        goto cleanup;
+    }
+    printf ("%s run %" PRId64 " for %s: suite %s, %zu tasks x %d repeats, %zu new jobs\n",
+            resumed ? "resuming" : "starting", run_id, day, suite_name, count, opts->repeats,
+            inserted);
+    fflush (stdout);
+    dw_store_set_run_status (db.store, run_id, "running");
+
+    char bind[256];
+    if (opts->bind)
+        snprintf (bind, sizeof bind, "%s", opts->bind);
+    else
+        snprintf (bind, sizeof bind, "%s",
+                  opts->local_workers > 0 ? "tcp://127.0.0.1:*" : "tcp://0.0.0.0:7555");
+    dw_broker_config_t broker_config = {
+        .bind = bind,
+        .run_id = run_id,
+        .day = day,
+        .config_hash = config_hash,
+        .agent = &agent,
+        .limits = &limits,
+        .heartbeat_ms = (uint32_t) opts->heartbeat_ms,
+        .liveness = 5,
+        .max_attempts = opts->max_attempts,
+        .progress_seconds = 10,
+        .stop_grace_seconds = 30,
+    };
+    broker = dw_broker_new (db.store, &broker_config, err, sizeof err);
+    if (!broker) {
+        fprintf (stderr, "coordinator: %s\n", err);
+        goto cleanup;
+    }
+    if (opts->local_workers == 0)
+        printf ("waiting for workers on %s\n", dw_broker_endpoint (broker));
+    if (start_local_workers (opts, dw_broker_endpoint (broker), &workers) != 0)
+        goto cleanup;
+
+    dw_broker_status_t status = dw_broker_run (broker);
+    if (status == DW_BROKER_COMPLETE) {
+        int rejected = print_summary (db.store, run_id, opts, day, config_hash, count);
+        dw_store_set_run_status (db.store, run_id, rejected ? "rejected" : "complete");
+        stop_local_workers (&workers, LOCAL_WORKER_EXIT_SECONDS);
+        exit_code = run_detector (&db, opts, day);
+    }
+    else if (status == DW_BROKER_HARNESS_FAILURE) {
+        fprintf (stderr, "coordinator: every worker reported a broken agent harness; the day is "
+                         "marked as a harness failure, not as failed tasks (see the worker logs)\n");
+        dw_store_set_run_status (db.store, run_id, "harness_failure");
+        exit_code = DW_EXIT_HARNESS_FAILURE;
+    }
+    else if (status == DW_BROKER_STOPPED) {
+        printf ("stopped; run the same command again to resume run %" PRId64 "\n", run_id);
+        exit_code = DW_EXIT_INTERRUPTED;
+    }
+
+cleanup:
+    stop_local_workers (&workers, 0);
+    dw_broker_destroy (&broker);
+    free (config_json);
+    free (task_ids);
+    free (selected);
+    dw_store_task_refs_free (&tasks, ntasks);
+    close_database (&db);
+    return exit_code;
+}
+
+/* --- other commands ------------------------------------------------------------------------ */
+
+int dw_coordinator_import (const dw_options_t *opts, const char *path)
+{
+    database_t db;
+    if (open_database (opts, &db) != 0)
+        return DW_EXIT_ERROR;
+    char name[256];
+    if (opts->suite_name)
+        snprintf (name, sizeof name, "%s", opts->suite_name);
+    else
+        suite_name_from_path (path, name, sizeof name);
+    int64_t suite_id = 0;
+    int rc = import_file (db.store, path, name, 1, &suite_id);
+    close_database (&db);
+    return rc == 0 ? DW_EXIT_OK : DW_EXIT_ERROR;
+}
+
+int dw_coordinator_migrate (const dw_options_t *opts)
+{
+    database_t db;
+    if (open_database (opts, &db) != 0)
+        return DW_EXIT_ERROR;
+    printf ("database schema version %d\n", dw_store_schema_version (db.store));
+    close_database (&db);
+    return DW_EXIT_OK;
+}
+
+int dw_coordinator_detect (const dw_options_t *defaults, int argc, char **argv)
+{
+    /* --db and --data-dir are read here; everything else is the detector's. */
+    dw_options_t opts = *defaults;
+    static char data_dir[PATH_MAX];
+    char **rest = calloc ((size_t) argc + 1, sizeof *rest);
+    int nrest = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--db") == 0 && i + 1 < argc)
+            opts.db = argv[++i];
+        else if (strcmp (argv[i], "--data-dir") == 0 && i + 1 < argc) {
+            snprintf (data_dir, sizeof data_dir, "%s", argv[++i]);
+            opts.data_dir = data_dir;
+        }
+        else
+            rest[nrest++] = argv[i];
+    }
+    database_t db;
+    if (open_database (&opts, &db) != 0) {
+        free (rest);
+        return DW_EXIT_ERROR;
+    }
+    int rc = dw_detector_command (dw_store_conn (db.store), nrest, rest);
+    close_database (&db);
+    free (rest);
+    return rc;
+}

@@ -1,0 +1,869 @@
+/* Worker daemon: see dw_worker.h.
+ *
+ * Threads: the main thread owns the DEALER socket, the spool and all protocol
+ * state. Each job runs dw_jobrun_execute in its own thread and talks to the
+ * main thread over an inproc PAIR socket: "E" + line for an agent event,
+ * "R" + packed JobResult when it is over. The PAIR's high-water mark makes a
+ * chatty agent wait instead of growing memory.
+ */
+#include "dw_worker.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dw_jobrun.h"
+#include "dw_log.h"
+#include "dw_spool.h"
+#include "dw_util.h"
+#include "dw_version.h"
+#include "dw_wire.h"
+
+/* Poll period of the main loop: bounds the latency of timers and signals. */
+#define LOOP_TICK_MS 100
+
+typedef struct {
+    uint64_t seq;
+    uint64_t time_ms;
+    uint8_t *payload;
+    size_t len;
+    int truncated;
+} event_t;
+
+typedef struct {
+    char attempt_id[64];
+    char job_id[64];
+    pthread_t thread;
+    int thread_started;
+    zsock_t *pipe;              /* main thread's end */
+    zsock_t *thread_pipe;       /* job thread's end */
+    uint8_t *assignment;        /* packed JobAssignment, read by the thread */
+    size_t assignment_len;
+    volatile int cancel;
+    int done;                   /* the thread sent its result */
+    int returned;               /* handed back to the coordinator: drop its result */
+    uint64_t next_seq;
+    zlistx_t *unacked;          /* event_t*, ordered by seq; sent or not */
+    uint64_t sent_through;      /* highest seq already sent on this connection */
+    uint64_t acked_through;
+    int paused;                 /* pipe removed from the poller (too many unacked events) */
+    const dw_worker_config_t *config;
+    char work_root[PATH_MAX + 80];
+    char cache_dir[PATH_MAX];
+} job_t;
+
+typedef enum { STATE_DISCONNECTED, STATE_WAIT_WELCOME, STATE_ACTIVE } conn_state_t;
+
+typedef struct {
+    const dw_worker_config_t *config;
+    char worker_id[128];
+    char hostname[256];
+    zsock_t *dealer;
+    zpoller_t *poller;
+    conn_state_t state;
+    uint64_t last_rx_ms;
+    uint64_t last_tx_ms;
+    uint64_t hello_sent_ms;
+    uint64_t reconnect_at_ms;
+    uint32_t backoff_ms;
+    uint32_t heartbeat_ms;
+    uint32_t liveness;
+    uint64_t sequence;
+    dw_spool_t *spool;
+    zhashx_t *jobs;             /* attempt id -> job_t* */
+    int draining;
+    uint64_t drain_deadline_ms;
+    dw_wire_stats_t wire_stats;
+    char spool_dir[PATH_MAX];
+    char cache_dir[PATH_MAX];
+    char work_dir[PATH_MAX];
+} worker_t;
+
+static volatile sig_atomic_t s_stop_requested = 0;
+
+static void on_stop_signal (int sig)
+{
+    (void) sig;
+    s_stop_requested = 1;
+}
+
+/* --- events --------------------------------------------------------------- */
+
+static void event_destroy (void **item)
+{
+    if (!item || !*item)
+        return;
+    event_t *event = *item;
+    free (event->payload);
+    free (event);
+    *item = NULL;
+}
+
+/* --- job threads ------------------------------------------------------------ */
+
+static void job_on_event (void *arg, const char *line, size_t len, int truncated)
+{
+    job_t *job = arg;
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, truncated ? "T" : "E");
+    zmsg_addmem (msg, line, len);
+    /* Blocks when the main thread is behind: back-pressure on the agent. */
+    zmsg_send (&msg, job->thread_pipe);
+}
+
+static void *job_thread (void *arg)
+{
+    job_t *job = arg;
+    uint8_t *packed = NULL;
+    size_t len = 0;
+
+    Driftwatch__V1__JobAssignment *assignment =
+        driftwatch__v1__job_assignment__unpack (NULL, job->assignment_len, job->assignment);
+    if (assignment) {
+        dw_jobrun_options_t opts = {
+            .work_root = job->work_root,
+            .cache_dir = job->cache_dir,
+            .stub_agent = job->config->stub_agent,
+            .cancel = &job->cancel,
+            .keep_workspace = job->config->keep_workspaces,
+            .on_event = job_on_event,
+            .event_arg = job,
+        };
+        if (dw_jobrun_execute (assignment, &opts, &packed, &len) != 0)
+            packed = NULL;
+        driftwatch__v1__job_assignment__free_unpacked (assignment, NULL);
+    }
+
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "R");
+    if (packed)
+        zmsg_addmem (msg, packed, len);
+    zmsg_send (&msg, job->thread_pipe);
+    free (packed);
+    return NULL;
+}
+
+static void job_destroy (void **item)
+{
+    if (!item || !*item)
+        return;
+    job_t *job = *item;
+    if (job->thread_started) {
+        job->cancel = 1;
+        /* Drain the pipe so a thread blocked on a full pipe can finish. */
+        while (!job->done) {
+            zmsg_t *msg = zmsg_recv (job->pipe);
+            if (!msg)
+                break;
+            char *kind = zmsg_popstr (msg);
+            if (kind && kind[0] == 'R')
+                job->done = 1;
+            free (kind);
+            zmsg_destroy (&msg);
+        }
+        pthread_join (job->thread, NULL);
+    }
+    zsock_destroy (&job->pipe);
+    zsock_destroy (&job->thread_pipe);
+    zlistx_destroy (&job->unacked);
+    free (job->assignment);
+    free (job);
+    *item = NULL;
+}
+
+/* --- sending ---------------------------------------------------------------- */
+
+static int send_envelope (worker_t *self, Driftwatch__V1__Envelope *env)
+{
+    if (!self->dealer)
+        return -1;
+    env->sequence = ++self->sequence;
+    if (dw_wire_send (self->dealer, NULL, env) != 0) {
+        dw_warn ("event=send_failed type=%s error=\"%s\"", dw_wire_body_name (env->body_case),
+                 strerror (errno));
+        return -1;
+    }
+    self->last_tx_ms = dw_mono_ms ();
+    return 0;
+}
+
+static int count_running (worker_t *self)
+{
+    int running = 0;
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs))
+        if (!job->done)
+            running++;
+    return running;
+}
+
+static void send_ready (worker_t *self, uint32_t credit)
+{
+    if (credit == 0 || self->draining || self->state != STATE_ACTIVE)
+        return;
+    Driftwatch__V1__Ready ready = DRIFTWATCH__V1__READY__INIT;
+    ready.credit = credit;
+    Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+    env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_READY;
+    env.ready = &ready;
+    send_envelope (self, &env);
+}
+
+/* Collect the attempt ids of running jobs into a new array (caller frees the array). */
+static char **running_ids (worker_t *self, size_t *count)
+{
+    size_t n = zhashx_size (self->jobs), used = 0;
+    char **ids = calloc (n ? n : 1, sizeof *ids);
+    for (job_t *job = zhashx_first (self->jobs); ids && job; job = zhashx_next (self->jobs))
+        if (!job->done)
+            ids[used++] = job->attempt_id;
+    *count = used;
+    return ids;
+}
+
+static void send_hello (worker_t *self)
+{
+    Driftwatch__V1__Hello hello = DRIFTWATCH__V1__HELLO__INIT;
+    hello.worker_id = self->worker_id;
+    hello.hostname = self->hostname;
+    hello.slots = (uint32_t) self->config->slots;
+    hello.worker_version = (char *) dw_version_string ();
+    hello.pid = (uint32_t) getpid ();
+
+    zlist_t *spooled = dw_spool_list (self->spool);
+    size_t nspooled = zlist_size (spooled), i = 0;
+    char **spooled_ids = calloc (nspooled ? nspooled : 1, sizeof *spooled_ids);
+    for (char *id = zlist_first (spooled); spooled_ids && id; id = zlist_next (spooled))
+        spooled_ids[i++] = id;
+    hello.n_spooled_attempt_ids = spooled_ids ? i : 0;
+    hello.spooled_attempt_ids = spooled_ids;
+
+    size_t nrunning = 0;
+    char **running = running_ids (self, &nrunning);
+    hello.n_running_attempt_ids = running ? nrunning : 0;
+    hello.running_attempt_ids = running;
+
+    Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+    env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_HELLO;
+    env.hello = &hello;
+    send_envelope (self, &env);
+    self->hello_sent_ms = dw_mono_ms ();
+
+    dw_info ("event=hello_sent worker=%s slots=%d spooled=%zu running=%zu", self->worker_id,
+             self->config->slots, nspooled, nrunning);
+    free (running);
+    free (spooled_ids);
+    zlist_destroy (&spooled);
+}
+
+static void send_heartbeat (worker_t *self)
+{
+    Driftwatch__V1__Heartbeat heartbeat = DRIFTWATCH__V1__HEARTBEAT__INIT;
+    heartbeat.time_ms = dw_now_ms ();
+    size_t nrunning = 0;
+    char **running = running_ids (self, &nrunning);
+    heartbeat.n_running_attempt_ids = running ? nrunning : 0;
+    heartbeat.running_attempt_ids = running;
+    int free_slots = self->config->slots - count_running (self);
+    heartbeat.free_slots = free_slots > 0 ? (uint32_t) free_slots : 0;
+
+    Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+    env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &heartbeat;
+    send_envelope (self, &env);
+    free (running);
+}
+
+/* Send every event of JOB not yet sent on this connection, in batches. */
+static void flush_events (worker_t *self, job_t *job)
+{
+    if (self->state != STATE_ACTIVE)
+        return;
+
+    Driftwatch__V1__JobEvent items[DW_EVENTS_BATCH_MAX];
+    Driftwatch__V1__JobEvent *pointers[DW_EVENTS_BATCH_MAX];
+    size_t count = 0, bytes = 0;
+
+    for (event_t *event = zlistx_first (job->unacked); event;
+         event = zlistx_next (job->unacked)) {
+        if (event->seq <= job->sent_through)
+            continue;
+        Driftwatch__V1__JobEvent *item = &items[count];
+        driftwatch__v1__job_event__init (item);
+        item->seq = event->seq;
+        item->time_ms = event->time_ms;
+        item->kind = "agent";
+        item->payload.data = event->payload;
+        item->payload.len = event->len;
+        item->truncated = event->truncated;
+        pointers[count++] = item;
+        bytes += event->len;
+
+        /* Keep each batch well below the message size limit. */
+        if (count == DW_EVENTS_BATCH_MAX || bytes > DW_WIRE_MAX_MESSAGE / 2) {
+            Driftwatch__V1__JobEvents batch = DRIFTWATCH__V1__JOB_EVENTS__INIT;
+            batch.attempt_id = job->attempt_id;
+            batch.n_events = count;
+            batch.events = pointers;
+            Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+            env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_EVENTS;
+            env.events = &batch;
+            if (send_envelope (self, &env) != 0)
+                return;
+            job->sent_through = items[count - 1].seq;
+            count = 0;
+            bytes = 0;
+        }
+    }
+    if (count > 0) {
+        Driftwatch__V1__JobEvents batch = DRIFTWATCH__V1__JOB_EVENTS__INIT;
+        batch.attempt_id = job->attempt_id;
+        batch.n_events = count;
+        batch.events = pointers;
+        Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+        env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_EVENTS;
+        env.events = &batch;
+        if (send_envelope (self, &env) == 0)
+            job->sent_through = items[count - 1].seq;
+    }
+}
+
+static void send_spooled_result (worker_t *self, const char *attempt_id)
+{
+    size_t len = 0;
+    uint8_t *data = dw_spool_get (self->spool, attempt_id, &len);
+    if (!data) {
+        dw_error ("event=spool_read_failed attempt=%s error=\"%s\"", attempt_id, strerror (errno));
+        return;
+    }
+    Driftwatch__V1__JobResult *result = driftwatch__v1__job_result__unpack (NULL, len, data);
+    free (data);
+    if (!result) {
+        /* A spool entry that does not decode can never be delivered: keep the
+         * file for inspection under another name and stop resending it. */
+        dw_error ("event=spool_entry_corrupt attempt=%s action=skipped", attempt_id);
+        return;
+    }
+
+    Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+    env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_RESULT;
+    env.result = result;
+    if (send_envelope (self, &env) == 0)
+        dw_info ("event=result_sent attempt=%s job=%s outcome=%d", attempt_id, result->job_id,
+                 (int) result->outcome);
+    driftwatch__v1__job_result__free_unpacked (result, NULL);
+}
+
+/* After (re)registration: deliver everything the coordinator may not have. */
+static void resend_pending (worker_t *self)
+{
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs)) {
+        job->sent_through = job->acked_through;
+        flush_events (self, job);
+    }
+    zlist_t *spooled = dw_spool_list (self->spool);
+    for (char *id = zlist_first (spooled); id; id = zlist_next (spooled))
+        send_spooled_result (self, id);
+    zlist_destroy (&spooled);
+}
+
+/* --- connection ------------------------------------------------------------- */
+
+static void disconnect (worker_t *self, const char *reason)
+{
+    if (self->dealer) {
+        zpoller_remove (self->poller, self->dealer);
+        zsock_destroy (&self->dealer);
+    }
+    self->state = STATE_DISCONNECTED;
+
+    /* Exponential backoff with jitter, so a restarted coordinator is not hit
+     * by every worker in the same millisecond. */
+    uint32_t jitter = (uint32_t) (randof (self->backoff_ms / 2 + 1));
+    self->reconnect_at_ms = dw_mono_ms () + self->backoff_ms / 2 + jitter;
+    dw_warn ("event=disconnected reason=%s retry_in_ms=%u", reason,
+             (unsigned) (self->reconnect_at_ms - dw_mono_ms ()));
+    self->backoff_ms = self->backoff_ms * 2 > DW_WORKER_BACKOFF_MAX_MS ? DW_WORKER_BACKOFF_MAX_MS
+                                                                       : self->backoff_ms * 2;
+}
+
+static int connect_dealer (worker_t *self)
+{
+    self->dealer = zsock_new (ZMQ_DEALER);
+    if (!self->dealer)
+        return -1;
+    dw_wire_configure_socket (self->dealer);
+    /* Reconnection is handled here with fresh sockets, not by libzmq. */
+    zsock_set_reconnect_ivl (self->dealer, 1000);
+    if (zsock_connect (self->dealer, "%s", self->config->coordinator) != 0) {
+        dw_error ("event=connect_failed endpoint=%s error=\"%s\"", self->config->coordinator,
+                  zmq_strerror (zmq_errno ()));
+        zsock_destroy (&self->dealer);
+        return -1;
+    }
+    zpoller_add (self->poller, self->dealer);
+    self->state = STATE_WAIT_WELCOME;
+    self->last_rx_ms = dw_mono_ms ();
+    send_hello (self);
+    return 0;
+}
+
+/* --- handling coordinator messages ------------------------------------------ */
+
+static void start_job (worker_t *self, Driftwatch__V1__JobAssignment *assignment)
+{
+    if (!dw_spool_valid_id (assignment->attempt_id) || !assignment->task) {
+        dw_warn ("event=job_rejected reason=invalid_assignment attempt=%s",
+                 assignment->attempt_id);
+        return;
+    }
+    if (zhashx_lookup (self->jobs, assignment->attempt_id)) {
+        dw_info ("event=job_duplicate attempt=%s", assignment->attempt_id);
+        return;
+    }
+    if (count_running (self) >= self->config->slots)
+        /* Credit can briefly disagree after a reconnect; run it anyway rather
+         * than lose the assignment, and say so. */
+        dw_warn ("event=job_over_credit attempt=%s running=%d slots=%d", assignment->attempt_id,
+                 count_running (self), self->config->slots);
+
+    job_t *job = calloc (1, sizeof *job);
+    if (!job)
+        return;
+    snprintf (job->attempt_id, sizeof job->attempt_id, "%s", assignment->attempt_id);
+    snprintf (job->job_id, sizeof job->job_id, "%s", assignment->job_id);
+    job->config = self->config;
+    job->unacked = zlistx_new ();
+    zlistx_set_destructor (job->unacked, event_destroy);
+    snprintf (job->work_root, sizeof job->work_root, "%s/%s", self->work_dir, job->attempt_id);
+    snprintf (job->cache_dir, sizeof job->cache_dir, "%s", self->cache_dir);
+
+    job->assignment_len = driftwatch__v1__job_assignment__get_packed_size (assignment);
+    job->assignment = malloc (job->assignment_len ? job->assignment_len : 1);
+    driftwatch__v1__job_assignment__pack (assignment, job->assignment);
+
+    char endpoint[128];
+    snprintf (endpoint, sizeof endpoint, "inproc://job-%s", job->attempt_id);
+    job->pipe = zsock_new_pair (NULL);
+    zsock_set_rcvhwm (job->pipe, 256);
+    zsock_bind (job->pipe, "%s", endpoint);
+    job->thread_pipe = zsock_new_pair (NULL);
+    zsock_set_sndhwm (job->thread_pipe, 256);
+    zsock_set_linger (job->thread_pipe, -1);
+    zsock_connect (job->thread_pipe, "%s", endpoint);
+
+    if (pthread_create (&job->thread, NULL, job_thread, job) != 0) {
+        dw_error ("event=job_thread_failed attempt=%s error=\"%s\"", job->attempt_id,
+                  strerror (errno));
+        void *item = job;
+        job_destroy (&item);
+        return;
+    }
+    job->thread_started = 1;
+    zhashx_insert (self->jobs, job->attempt_id, job);
+    zpoller_add (self->poller, job->pipe);
+    dw_info ("event=job_started attempt=%s job=%s task=%s attempt_number=%u", job->attempt_id,
+             job->job_id, assignment->task->instance_id, assignment->attempt_number);
+}
+
+static void handle_events_ack (worker_t *self, Driftwatch__V1__EventsAck *ack)
+{
+    job_t *job = zhashx_lookup (self->jobs, ack->attempt_id);
+    if (!job)
+        return;
+    if (ack->through_seq > job->acked_through)
+        job->acked_through = ack->through_seq;
+    event_t *event;
+    while ((event = zlistx_first (job->unacked)) && event->seq <= job->acked_through)
+        zlistx_delete (job->unacked, zlistx_cursor (job->unacked));
+
+    if (job->paused && zlistx_size (job->unacked) < DW_WORKER_UNACKED_EVENTS_MAX / 2) {
+        zpoller_add (self->poller, job->pipe);
+        job->paused = 0;
+    }
+}
+
+/* Forget a finished job once its result and all its events are acknowledged. */
+static void maybe_retire_job (worker_t *self, job_t *job, int result_acked)
+{
+    if (!job->done || !result_acked)
+        return;
+    if (zlistx_size (job->unacked) > 0)
+        dw_warn ("event=events_unacknowledged attempt=%s count=%zu", job->attempt_id,
+                 zlistx_size (job->unacked));
+    zpoller_remove (self->poller, job->pipe);
+    zhashx_delete (self->jobs, job->attempt_id);
+}
+
+static void handle_result_ack (worker_t *self, Driftwatch__V1__ResultAck *ack)
+{
+    if (!dw_spool_valid_id (ack->attempt_id))
+        return;
+    if (ack->stored)
+        dw_info ("event=result_acknowledged attempt=%s disposition=%s", ack->attempt_id,
+                 ack->disposition);
+    else
+        /* The coordinator will never accept it (for example an attempt it does
+         * not know); resending forever would not help. */
+        dw_error ("event=result_rejected attempt=%s disposition=%s action=dropped",
+                  ack->attempt_id, ack->disposition);
+    dw_spool_remove (self->spool, ack->attempt_id);
+
+    job_t *job = zhashx_lookup (self->jobs, ack->attempt_id);
+    if (job)
+        maybe_retire_job (self, job, 1);
+}
+
+static void handle_message (worker_t *self)
+{
+    zmsg_t *msg = zmsg_recv (self->dealer);
+    if (!msg)
+        return;
+    self->last_rx_ms = dw_mono_ms ();
+
+    zframe_t *frame = zmsg_first (msg);
+    char err[256];
+    Driftwatch__V1__Envelope *env =
+        frame ? dw_wire_decode (zframe_data (frame), zframe_size (frame), &self->wire_stats, err,
+                                sizeof err)
+              : NULL;
+    if (!env) {
+        dw_warn ("event=message_rejected peer=coordinator reason=\"%s\"",
+                 frame ? err : "empty message");
+        zmsg_destroy (&msg);
+        return;
+    }
+
+    switch (env->body_case) {
+    case DRIFTWATCH__V1__ENVELOPE__BODY_WELCOME: {
+        Driftwatch__V1__Welcome *welcome = env->welcome;
+        if (welcome->heartbeat_interval_ms >= 100 && welcome->heartbeat_interval_ms <= 60000)
+            self->heartbeat_ms = welcome->heartbeat_interval_ms;
+        if (welcome->liveness >= 2 && welcome->liveness <= 100)
+            self->liveness = welcome->liveness;
+        self->state = STATE_ACTIVE;
+        self->backoff_ms = DW_WORKER_BACKOFF_MIN_MS;
+        dw_info ("event=registered worker=%s coordinator_version=\"%s\" heartbeat_ms=%u",
+                 self->worker_id, welcome->coordinator_version, self->heartbeat_ms);
+        resend_pending (self);
+        int free_slots = self->config->slots - count_running (self);
+        send_ready (self, free_slots > 0 ? (uint32_t) free_slots : 0);
+        break;
+    }
+    case DRIFTWATCH__V1__ENVELOPE__BODY_REJECT:
+        dw_error ("event=registration_rejected reason=\"%s\"", env->reject->reason);
+        disconnect (self, "rejected");
+        break;
+    case DRIFTWATCH__V1__ENVELOPE__BODY_HEARTBEAT:
+        break;
+    case DRIFTWATCH__V1__ENVELOPE__BODY_JOB:
+        if (self->state == STATE_ACTIVE)
+            start_job (self, env->job);
+        break;
+    case DRIFTWATCH__V1__ENVELOPE__BODY_EVENTS_ACK:
+        handle_events_ack (self, env->events_ack);
+        break;
+    case DRIFTWATCH__V1__ENVELOPE__BODY_RESULT_ACK:
+        handle_result_ack (self, env->result_ack);
+        break;
+    case DRIFTWATCH__V1__ENVELOPE__BODY_CANCEL: {
+        job_t *job = zhashx_lookup (self->jobs, env->cancel->attempt_id);
+        dw_info ("event=cancel_received attempt=%s reason=\"%s\" known=%d",
+                 env->cancel->attempt_id, env->cancel->reason, job != NULL);
+        if (job)
+            job->cancel = 1;
+        break;
+    }
+    case DRIFTWATCH__V1__ENVELOPE__BODY_DRAIN:
+        dw_info ("event=drain_received reason=\"%s\"", env->drain->reason);
+        self->draining = 1;
+        break;
+    default:
+        dw_warn ("event=message_unexpected type=%s", dw_wire_body_name (env->body_case));
+        break;
+    }
+    dw_wire_free (&env);
+    zmsg_destroy (&msg);
+}
+
+/* --- handling job threads ---------------------------------------------------- */
+
+static void handle_job_output (worker_t *self, job_t *job)
+{
+    zmsg_t *msg = zmsg_recv (job->pipe);
+    if (!msg)
+        return;
+    char *kind = zmsg_popstr (msg);
+    zframe_t *data = zmsg_pop (msg);
+
+    if (kind && (kind[0] == 'E' || kind[0] == 'T') && data) {
+        event_t *event = calloc (1, sizeof *event);
+        if (event) {
+            event->seq = ++job->next_seq;
+            event->time_ms = dw_now_ms ();
+            event->len = zframe_size (data);
+            event->payload = malloc (event->len ? event->len : 1);
+            memcpy (event->payload, zframe_data (data), event->len);
+            event->truncated = kind[0] == 'T';
+            zlistx_add_end (job->unacked, event);
+        }
+        if (zlistx_size (job->unacked) >= DW_WORKER_UNACKED_EVENTS_MAX && !job->paused) {
+            /* Stop reading this job until the coordinator catches up. */
+            zpoller_remove (self->poller, job->pipe);
+            job->paused = 1;
+            dw_warn ("event=events_backpressure attempt=%s unacked=%zu", job->attempt_id,
+                     zlistx_size (job->unacked));
+        }
+    }
+    else if (kind && kind[0] == 'R') {
+        job->done = 1;
+        pthread_join (job->thread, NULL);
+        job->thread_started = 0;
+        flush_events (self, job);
+
+        if (job->returned) {
+            dw_info ("event=result_discarded attempt=%s reason=handed_back", job->attempt_id);
+            zpoller_remove (self->poller, job->pipe);
+            zhashx_delete (self->jobs, job->attempt_id);
+        }
+        else if (!data || zframe_size (data) == 0) {
+            dw_error ("event=job_no_result attempt=%s reason=out_of_memory", job->attempt_id);
+        }
+        else if (dw_spool_put (self->spool, job->attempt_id, zframe_data (data),
+                               zframe_size (data))
+                 != 0) {
+            /* Without a durable copy the result could be lost: keep it in the
+             * job and fail loudly. The coordinator's lease will expire and the
+             * job will be retried as an infrastructure failure. */
+            dw_error ("event=spool_write_failed attempt=%s error=\"%s\"", job->attempt_id,
+                      strerror (errno));
+        }
+        else {
+            dw_info ("event=job_finished attempt=%s events=%" PRIu64, job->attempt_id,
+                     job->next_seq);
+            send_spooled_result (self, job->attempt_id);
+        }
+        send_ready (self, 1);
+    }
+    free (kind);
+    zframe_destroy (&data);
+    zmsg_destroy (&msg);
+}
+
+/* --- setup ------------------------------------------------------------------- */
+
+static int load_worker_id (worker_t *self)
+{
+    if (self->config->worker_id && *self->config->worker_id) {
+        snprintf (self->worker_id, sizeof self->worker_id, "%s", self->config->worker_id);
+        return 0;
+    }
+    char path[PATH_MAX];
+    snprintf (path, sizeof path, "%s/worker-id", self->config->data_dir);
+    char *text = dw_read_file (path, 256, NULL);
+    if (text) {
+        text[strcspn (text, "\r\n")] = '\0';
+        snprintf (self->worker_id, sizeof self->worker_id, "%s", text);
+        free (text);
+        if (self->worker_id[0])
+            return 0;
+    }
+
+    /* First start: a random id that survives restarts. */
+    zuuid_t *id = zuuid_new ();
+    snprintf (self->worker_id, sizeof self->worker_id, "w-%.12s", zuuid_str_canonical (id));
+    zuuid_destroy (&id);
+    char line[160];
+    int n = snprintf (line, sizeof line, "%s\n", self->worker_id);
+    if (dw_write_file_atomic (path, line, (size_t) n, 0644) != 0) {
+        dw_error ("event=worker_id_save_failed path=%s error=\"%s\"", path, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int setup (worker_t *self, const dw_worker_config_t *config)
+{
+    self->config = config;
+    self->heartbeat_ms = config->heartbeat_ms ? config->heartbeat_ms : 1000;
+    self->liveness = config->liveness ? config->liveness : 5;
+    self->backoff_ms = DW_WORKER_BACKOFF_MIN_MS;
+    if (gethostname (self->hostname, sizeof self->hostname) != 0)
+        snprintf (self->hostname, sizeof self->hostname, "unknown");
+
+    if (dw_mkdir_p (config->data_dir, 0700) != 0) {
+        dw_error ("event=data_dir_failed path=%s error=\"%s\"", config->data_dir,
+                  strerror (errno));
+        return -1;
+    }
+    snprintf (self->spool_dir, sizeof self->spool_dir, "%s/spool", config->data_dir);
+    snprintf (self->cache_dir, sizeof self->cache_dir, "%s/git-cache", config->data_dir);
+    snprintf (self->work_dir, sizeof self->work_dir, "%s/work", config->data_dir);
+    if (dw_mkdir_p (self->cache_dir, 0700) != 0 || dw_mkdir_p (self->work_dir, 0700) != 0) {
+        dw_error ("event=data_dir_failed path=%s error=\"%s\"", config->data_dir,
+                  strerror (errno));
+        return -1;
+    }
+    char err[512];
+    self->spool = dw_spool_new (self->spool_dir, err, sizeof err);
+    if (!self->spool) {
+        dw_error ("event=spool_failed error=\"%s\"", err);
+        return -1;
+    }
+    if (load_worker_id (self) != 0)
+        return -1;
+
+    self->jobs = zhashx_new ();
+    zhashx_set_destructor (self->jobs, job_destroy);
+    self->poller = zpoller_new (NULL);
+    return 0;
+}
+
+static void teardown (worker_t *self)
+{
+    zhashx_destroy (&self->jobs);
+    if (self->dealer)
+        zsock_destroy (&self->dealer);
+    zpoller_destroy (&self->poller);
+    dw_spool_destroy (&self->spool);
+}
+
+/* Hand every unfinished job back to the coordinator and stop them. */
+static void hand_back_jobs (worker_t *self, const char *reason)
+{
+    size_t count = 0;
+    char **ids = running_ids (self, &count);
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs))
+        if (!job->done) {
+            job->returned = 1;
+            job->cancel = 1;
+        }
+    if (count > 0 && self->state == STATE_ACTIVE) {
+        Driftwatch__V1__Goodbye goodbye = DRIFTWATCH__V1__GOODBYE__INIT;
+        goodbye.reason = (char *) reason;
+        goodbye.n_returned_attempt_ids = count;
+        goodbye.returned_attempt_ids = ids;
+        Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+        env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_GOODBYE;
+        env.goodbye = &goodbye;
+        send_envelope (self, &env);
+    }
+    dw_info ("event=jobs_handed_back count=%zu reason=\"%s\"", count, reason);
+    free (ids);
+}
+
+static void send_goodbye (worker_t *self, const char *reason)
+{
+    if (self->state != STATE_ACTIVE)
+        return;
+    Driftwatch__V1__Goodbye goodbye = DRIFTWATCH__V1__GOODBYE__INIT;
+    goodbye.reason = (char *) reason;
+    Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+    env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_GOODBYE;
+    env.goodbye = &goodbye;
+    send_envelope (self, &env);
+}
+
+/* --- main loop ---------------------------------------------------------------- */
+
+static int nothing_left (worker_t *self)
+{
+    if (count_running (self) > 0)
+        return 0;
+    zlist_t *spooled = dw_spool_list (self->spool);
+    size_t left = zlist_size (spooled);
+    zlist_destroy (&spooled);
+    return left == 0;
+}
+
+static void on_timers (worker_t *self)
+{
+    uint64_t now = dw_mono_ms ();
+
+    if (self->state == STATE_DISCONNECTED) {
+        if (now >= self->reconnect_at_ms && connect_dealer (self) != 0)
+            disconnect (self, "connect_failed");
+        return;
+    }
+    if (now - self->last_rx_ms > (uint64_t) self->heartbeat_ms * self->liveness) {
+        disconnect (self, self->state == STATE_WAIT_WELCOME ? "no_welcome" : "coordinator_silent");
+        return;
+    }
+    if (self->state == STATE_ACTIVE && now - self->last_tx_ms >= self->heartbeat_ms)
+        send_heartbeat (self);
+
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs))
+        flush_events (self, job);
+}
+
+int dw_worker_run (const dw_worker_config_t *config)
+{
+    worker_t self;
+    memset (&self, 0, sizeof self);
+    if (setup (&self, config) != 0) {
+        teardown (&self);
+        return 1;
+    }
+
+    /* CZMQ's own handler would make every poll return early; use a flag. */
+    zsys_handler_set (NULL);
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+    signal (SIGPIPE, SIG_IGN);
+
+    dw_info ("event=worker_started worker=%s coordinator=%s slots=%d data_dir=%s version=\"%s\"",
+             self.worker_id, config->coordinator, config->slots, config->data_dir,
+             dw_version_string ());
+    if (connect_dealer (&self) != 0)
+        disconnect (&self, "connect_failed");
+
+    int exit_code = 0;
+    int stopping = 0;
+    for (;;) {
+        if (s_stop_requested && !stopping) {
+            stopping = 1;
+            self.draining = 1;
+            self.drain_deadline_ms = dw_mono_ms () + (uint64_t) config->drain_seconds * 1000;
+            dw_info ("event=stop_requested running=%d drain_seconds=%u", count_running (&self),
+                     config->drain_seconds);
+        }
+        if (stopping && count_running (&self) > 0 && dw_mono_ms () >= self.drain_deadline_ms) {
+            hand_back_jobs (&self, "worker shutting down");
+        }
+        if ((stopping || (self.draining && config->exit_on_drain)) && nothing_left (&self)) {
+            send_goodbye (&self, stopping ? "worker shutting down" : "drained");
+            break;
+        }
+        if (stopping && count_running (&self) == 0 && self.state != STATE_ACTIVE) {
+            dw_warn ("event=exit_with_spooled_results reason=coordinator_unreachable");
+            break;
+        }
+
+        void *which = zpoller_wait (self.poller, LOOP_TICK_MS);
+        if (which && which == self.dealer)
+            handle_message (&self);
+        else if (which) {
+            for (job_t *job = zhashx_first (self.jobs); job; job = zhashx_next (self.jobs))
+                if (job->pipe == which) {
+                    handle_job_output (&self, job);
+                    break;
+                }
+        }
+        on_timers (&self);
+    }
+
+    /* Give the last messages a moment to leave before the socket closes. */
+    if (self.dealer)
+        zsock_set_linger (self.dealer, 500);
+    dw_info ("event=worker_stopped worker=%s", self.worker_id);
+    teardown (&self);
+    return exit_code;
+}
