@@ -762,19 +762,24 @@ static int suite_add_line (dw_suite_t *self, row_ctx_t *ctx, const char *line, s
     return 0;
 }
 
-/* Absolute directory of PATH into OUT, for resolving relative repo_url. */
+/* Absolute directory of PATH into OUT, for resolving relative repo_url. The
+ * file name is dropped before realpath so a symlinked suite file resolves
+ * against the directory it is linked from. */
 static int suite_directory (const char *path, char out[PATH_MAX])
 {
-    char full[PATH_MAX];
-    if (!realpath (path, full))
+    char dir[PATH_MAX];
+    if (snprintf (dir, sizeof dir, "%s", path) >= (int) sizeof dir) {
+        errno = ENAMETOOLONG;
         return -1;
-    char *slash = strrchr (full, '/');
-    if (slash == full)
+    }
+    char *slash = strrchr (dir, '/');
+    if (!slash)
+        snprintf (dir, sizeof dir, ".");
+    else if (slash == dir)
         slash[1] = '\0';
     else
         *slash = '\0';
-    memcpy (out, full, strlen (full) + 1);
-    return 0;
+    return realpath (dir, out) ? 0 : -1;
 }
 
 dw_suite_t *dw_suite_load (const char *path, char *err, size_t errlen)

@@ -7,10 +7,14 @@
  *   fail_to_pass, pass_to_pass, selected_test_files_to_run
  *       a JSON array of strings, or a string holding a Python list literal
  *       ("['a', \"b\"]", as the published SWE-Bench-Pro dataset stores them)
- *       or a JSON array in a string; FAIL_TO_PASS / PASS_TO_PASS (original
- *       SWE-bench spelling, JSON strings) are accepted as aliases.
- *   driftwatch extensions: repo_url (clone source, a path relative to the
- *       suite file or a URL), test_cmd, test_format, image.
+ *       or a JSON array in a string. FAIL_TO_PASS / PASS_TO_PASS (original
+ *       SWE-bench spelling, JSON strings) are accepted as aliases, and a row
+ *       that holds both spellings with different lists is rejected.
+ *   driftwatch extensions: repo_url, test_cmd, test_format, image (strings).
+ *       repo_url is the clone source. A value containing "://" or "git@" is
+ *       a URL and an absolute path is kept as written. Any other path is
+ *       resolved against the directory named in the suite path (a symlinked
+ *       suite file is not followed). An absent repo_url becomes "".
  * Unknown fields are kept in the row's raw JSON. A JSON null in an optional
  * field counts as absent.
  */
@@ -76,8 +80,8 @@ const dw_task_t *dw_suite_find (const dw_suite_t *self, const char *instance_id)
 const char *dw_suite_content_hash (const dw_suite_t *self);
 
 /* Build a compact JSON object holding only the row fields that driftwatch
- * does not interpret (e.g. stub_solve_rate, dockerhub_tag); "{}" when there
- * are none. The coordinator sends it to workers as TaskSpec.extra_json.
+ * does not interpret (e.g. stub_solve_rate, dockerhub_tag), or "{}" when
+ * there are none. The coordinator sends it to workers as TaskSpec.extra_json.
  * Returns a heap string the caller frees, or NULL when out of memory. */
 char *dw_task_extra_json (const dw_task_t *task);
 

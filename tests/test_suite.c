@@ -603,6 +603,22 @@ static void test_repo_url (void)
     task = dw_suite_find (suite, "null");
     CHECK_STR (task ? task->repo_url : NULL, "", "null repo_url");
 
+    /* A symlinked suite file resolves against the directory of the link. */
+    char link_dir[PATH_MAX + 32];
+    char link_path[PATH_MAX + 64];
+    snprintf (link_dir, sizeof link_dir, "%s/linked", temp_dir);
+    snprintf (link_path, sizeof link_path, "%s/urls.jsonl", link_dir);
+    CHECK (dw_mkdir_p (link_dir, 0755) == 0, "cannot create %s", link_dir);
+    CHECK (symlink ("../suites/urls.jsonl", link_path) == 0, "cannot create %s", link_path);
+    dw_suite_t *linked = dw_suite_load (link_path, err, sizeof err);
+    CHECK (linked != NULL, "linked urls.jsonl: load failed: %s", err);
+    if (linked) {
+        snprintf (expected, sizeof expected, "%s/linked/repos/calc", canonical_temp);
+        task = dw_suite_find (linked, "rel");
+        CHECK_STR (task ? task->repo_url : NULL, expected, "repo_url through a symlinked suite");
+        dw_suite_destroy (&linked);
+    }
+
     /* raw_json keeps repo_url as written. */
     task = dw_suite_find (suite, "rel");
     CHECK (task && strstr (task->raw_json, "\"repo_url\":\"repos/calc\"") != NULL,
