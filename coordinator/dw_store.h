@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libpq-fe.h>
+
 #include "driftwatch.pb-c.h"
 #include "dw_suite.h"
 
@@ -37,6 +39,10 @@ void dw_store_destroy (dw_store_t **self_p);
 
 /* Last error text (never contains the password). */
 const char *dw_store_error (const dw_store_t *self);
+
+/* The libpq connection, for modules that run their own (parameterised)
+ * queries. Owned by the store; do not close it or leave a transaction open. */
+PGconn *dw_store_conn (dw_store_t *self);
 
 /* Apply every migration newer than the database's schema version, each in
  * its own transaction, under an advisory lock so two coordinators cannot
@@ -86,7 +92,7 @@ void dw_store_task_spec_free (Driftwatch__V1__TaskSpec **spec_p);
 int dw_store_open_run (dw_store_t *self, const char *day, const char *config_hash,
                        const char *config_json, int64_t suite_id, int64_t *run_id, int *resumed);
 
-/* Insert one job per (task, repeat index) that does not exist yet.
+/* Insert one job per (task, repeat index 0..REPEATS-1) that does not exist yet.
  * *INSERTED (may be NULL) receives the number of new jobs. */
 int dw_store_add_jobs (dw_store_t *self, int64_t run_id, const int64_t *task_ids, size_t ntasks,
                        int repeats, size_t *inserted);
@@ -118,12 +124,15 @@ int dw_store_renew_leases (dw_store_t *self, const char *worker_id, char **attem
                            uint32_t lease_ms);
 
 /* Expire every live attempt of RUN_ID whose lease has passed. Each expiry
- * counts as an infrastructure failure of the job (rules above). *EXPIRED
- * receives the number of attempts expired. */
+ * counts as an infrastructure failure of the job (rules above); a job that
+ * reaches MAX_ATTEMPTS this way becomes final as infra_error with the expired
+ * attempt as final_attempt_id and no results row. *EXPIRED receives the
+ * number of attempts expired. */
 int dw_store_expire_leases (dw_store_t *self, int64_t run_id, int max_attempts, size_t *expired);
 
 /* End a live attempt that a worker handed back unfinished (drain, goodbye);
- * the job returns to the queue without using up an attempt. */
+ * the job returns to the queue without using up an attempt. Returns 1 when
+ * WORKER_ID holds no live attempt with that id. */
 int dw_store_return_attempt (dw_store_t *self, const char *attempt_id, const char *worker_id,
                              const char *reason);
 
@@ -157,7 +166,8 @@ int dw_store_record_events (dw_store_t *self, const Driftwatch__V1__JobEvents *b
 int dw_store_upsert_worker (dw_store_t *self, const char *identity,
                             const Driftwatch__V1__Hello *hello);
 
-/* Mark a worker seen now, or lost. STATUS is "active", "lost" or "gone". */
+/* Mark a worker seen now, or lost. STATUS is "active", "lost" or "gone".
+ * Returns 1 for an unknown worker. */
 int dw_store_set_worker_status (dw_store_t *self, const char *identity, const char *status);
 
 /* --- progress and summaries ------------------------------------------------- */
