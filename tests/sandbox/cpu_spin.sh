@@ -1,0 +1,4 @@
+#!/bin/sh
+# Hostile agent: burn CPU forever.
+echo START
+while :; do :; done
