@@ -3,6 +3,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <libpq-fe.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,19 @@
 #define LEASE_SCAN_MS 1000
 /* At most one log line per this many ms for repeating peer errors. */
 #define PEER_ERROR_LOG_MS 5000
+/* Results held in memory while the database is unreachable. Past either
+ * bound, results are not acknowledged, so workers keep them in their spools
+ * and send them again later: nothing is lost, new work just stops. */
+#define RESULT_BUFFER_MAX 1024
+#define RESULT_BUFFER_BYTES_MAX (256u * 1024 * 1024)
+#define DB_BACKOFF_MIN_MS 500
+#define DB_BACKOFF_MAX_MS 30000
+
+typedef struct {
+    char identity[128];
+    uint8_t *packed;            /* packed JobResult */
+    size_t len;
+} buffered_result_t;
 
 typedef struct {
     zframe_t *routing_id;
@@ -51,6 +65,11 @@ struct dw_broker_t {
     int progress_dirty;
     int run_complete;
     uint64_t messages_rejected;
+    int db_down;
+    uint64_t db_retry_at_ms;
+    uint32_t db_backoff_ms;
+    zlistx_t *result_buffer;       /* buffered_result_t*, oldest first */
+    size_t result_buffer_bytes;
 };
 
 static volatile sig_atomic_t s_stop_requested = 0;
@@ -59,6 +78,29 @@ static void on_stop_signal (int sig)
 {
     (void) sig;
     s_stop_requested = 1;
+}
+
+static void buffered_result_destroy (void **item)
+{
+    if (!item || !*item)
+        return;
+    buffered_result_t *entry = *item;
+    free (entry->packed);
+    free (entry);
+    *item = NULL;
+}
+
+/* After a failed store call: if the connection is gone, enter outage mode
+ * (no dispatch, results buffered) until dw_store_reconnect succeeds. */
+static void check_database (dw_broker_t *self)
+{
+    if (self->db_down || PQstatus (dw_store_conn (self->store)) == CONNECTION_OK)
+        return;
+    self->db_down = 1;
+    self->db_backoff_ms = DB_BACKOFF_MIN_MS;
+    self->db_retry_at_ms = dw_mono_ms () + self->db_backoff_ms;
+    dw_error ("event=database_down action=buffering_results error=\"%s\"",
+              dw_store_error (self->store));
 }
 
 static void peer_destroy (void **item)
@@ -94,6 +136,8 @@ dw_broker_t *dw_broker_new (dw_store_t *store, const dw_broker_config_t *config,
 
     self->peers = zhashx_new ();
     zhashx_set_destructor (self->peers, peer_destroy);
+    self->result_buffer = zlistx_new ();
+    zlistx_set_destructor (self->result_buffer, buffered_result_destroy);
 
     self->router = zsock_new (ZMQ_ROUTER);
     if (!self->router) {
@@ -133,6 +177,11 @@ void dw_broker_destroy (dw_broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     dw_broker_t *self = *self_p;
+    if (self->result_buffer && zlistx_size (self->result_buffer) > 0)
+        dw_warn ("event=buffered_results_dropped count=%zu reason=\"workers still hold them in "
+                 "their spools\"",
+                 zlistx_size (self->result_buffer));
+    zlistx_destroy (&self->result_buffer);
     zhashx_destroy (&self->peers);
     zsock_destroy (&self->router);
     free (self);
@@ -187,8 +236,11 @@ static const char *outcome_label (int outcome)
 void dw_broker_print_progress (dw_broker_t *self)
 {
     dw_run_counts_t counts;
+    if (self->db_down)
+        return;
     if (dw_store_run_counts (self->store, self->config.run_id, &counts) != 0) {
         dw_warn ("event=progress_failed error=\"%s\"", dw_store_error (self->store));
+        check_database (self);
         return;
     }
     char outcomes[256] = "";
@@ -237,6 +289,8 @@ static int assign_job (dw_broker_t *self, peer_t *peer, const dw_store_job_ref_t
     int attempt_number = 0;
     int rc = dw_store_lease_attempt (self->store, ref->job_id, peer->identity,
                                      self->config.lease_ms, attempt_id, &attempt_number);
+    if (rc < 0)
+        check_database (self);
     if (rc != 0)
         return rc;
 
@@ -292,7 +346,7 @@ static void dispatch (dw_broker_t *self)
     for (peer_t *peer = zhashx_first (self->peers); peer; peer = zhashx_next (self->peers))
         if (!peer->harness_reported || peer->harness_ok)
             total_credit += peer->credit;
-    if (total_credit == 0 || s_stop_requested)
+    if (total_credit == 0 || s_stop_requested || self->db_down)
         return;
 
     dw_store_job_ref_t refs[DW_BROKER_DISPATCH_BATCH];
@@ -300,6 +354,7 @@ static void dispatch (dw_broker_t *self)
     size_t want = total_credit < DW_BROKER_DISPATCH_BATCH ? total_credit : DW_BROKER_DISPATCH_BATCH;
     if (dw_store_pending_jobs (self->store, self->config.run_id, refs, want, &count) != 0) {
         dw_error ("event=pending_jobs_failed error=\"%s\"", dw_store_error (self->store));
+        check_database (self);
         return;
     }
 
@@ -309,7 +364,8 @@ static void dispatch (dw_broker_t *self)
         int assigned_any = 0;
         for (peer_t *peer = zhashx_first (self->peers); peer && next < count;
              peer = zhashx_next (self->peers)) {
-            if (peer->credit == 0 || (peer->harness_reported && !peer->harness_ok))
+            if (peer->credit == 0 || (peer->harness_reported && !peer->harness_ok)
+                || self->db_down)
                 continue;
             int rc = assign_job (self, peer, &refs[next]);
             next++;
@@ -365,9 +421,11 @@ static void handle_hello (dw_broker_t *self, zframe_t *routing_id, const char *r
     peer->credit = 0;
     peer->last_seen_ms = dw_mono_ms ();
 
-    if (dw_store_upsert_worker (self->store, peer->identity, hello) != 0)
+    if (!self->db_down && dw_store_upsert_worker (self->store, peer->identity, hello) != 0) {
         dw_error ("event=worker_store_failed worker=%s error=\"%s\"", peer->identity,
                   dw_store_error (self->store));
+        check_database (self);
+    }
     if (hello->n_running_attempt_ids > 0)
         dw_store_renew_leases (self->store, peer->identity, hello->running_attempt_ids,
                                hello->n_running_attempt_ids, self->config.lease_ms);
@@ -400,9 +458,12 @@ static void handle_events (dw_broker_t *self, peer_t *peer, Driftwatch__V1__JobE
                  peer->identity, batch->attempt_id, batch->n_events);
         return;
     }
+    if (self->db_down)
+        return;
     if (dw_store_record_events (self->store, batch, peer->identity, &through) != 0) {
         dw_warn ("event=events_rejected worker=%s attempt=%s error=\"%s\"", peer->identity,
                  batch->attempt_id, dw_store_error (self->store));
+        check_database (self);
         return;
     }
     Driftwatch__V1__EventsAck ack = DRIFTWATCH__V1__EVENTS_ACK__INIT;
@@ -414,32 +475,100 @@ static void handle_events (dw_broker_t *self, peer_t *peer, Driftwatch__V1__JobE
     send_to (self, peer->routing_id, peer->identity, &env);
 }
 
-static void handle_result (dw_broker_t *self, peer_t *peer, Driftwatch__V1__JobResult *result)
+static void send_result_ack (dw_broker_t *self, peer_t *peer, const char *attempt_id,
+                             dw_store_disposition_t disposition)
 {
-    dw_store_disposition_t disposition = DW_STORE_UNKNOWN_ATTEMPT;
-    if (dw_store_record_result (self->store, result, peer->identity, self->config.max_attempts,
-                                &disposition)
-        != 0) {
-        /* Not committed: send no acknowledgement, so the worker keeps the
-         * result in its spool and sends it again later. */
-        dw_error ("event=result_store_failed worker=%s attempt=%s error=\"%s\"", peer->identity,
-                  result->attempt_id, dw_store_error (self->store));
-        return;
-    }
-    dw_info ("event=result_stored worker=%s job=%s attempt=%s outcome=%s reason=%s "
-             "disposition=%s",
-             peer->identity, result->job_id, result->attempt_id, outcome_label (result->outcome),
-             result->outcome_reason, dw_store_disposition_name (disposition));
-
     Driftwatch__V1__ResultAck ack = DRIFTWATCH__V1__RESULT_ACK__INIT;
-    ack.attempt_id = result->attempt_id;
+    ack.attempt_id = (char *) attempt_id;
     ack.stored = disposition != DW_STORE_UNKNOWN_ATTEMPT;
     ack.disposition = (char *) dw_store_disposition_name (disposition);
     Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
     env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_RESULT_ACK;
     env.result_ack = &ack;
     send_to (self, peer->routing_id, peer->identity, &env);
+}
+
+static peer_t *find_peer_by_identity (dw_broker_t *self, const char *identity)
+{
+    for (peer_t *peer = zhashx_first (self->peers); peer; peer = zhashx_next (self->peers))
+        if (strcmp (peer->identity, identity) == 0)
+            return peer;
+    return NULL;
+}
+
+/* Store one result. Returns 0 when committed (PEER, if not NULL, gets the
+ * acknowledgement), -1 when not. */
+static int store_result (dw_broker_t *self, const char *identity,
+                         const Driftwatch__V1__JobResult *result)
+{
+    dw_store_disposition_t disposition = DW_STORE_UNKNOWN_ATTEMPT;
+    if (dw_store_record_result (self->store, result, identity, self->config.max_attempts,
+                                &disposition)
+        != 0) {
+        dw_error ("event=result_store_failed worker=%s attempt=%s error=\"%s\"", identity,
+                  result->attempt_id, dw_store_error (self->store));
+        check_database (self);
+        return -1;
+    }
+    dw_info ("event=result_stored worker=%s job=%s attempt=%s outcome=%s reason=%s "
+             "disposition=%s",
+             identity, result->job_id, result->attempt_id, outcome_label (result->outcome),
+             result->outcome_reason, dw_store_disposition_name (disposition));
+    peer_t *peer = find_peer_by_identity (self, identity);
+    if (peer)
+        send_result_ack (self, peer, result->attempt_id, disposition);
     self->progress_dirty = 1;
+    return 0;
+}
+
+static void buffer_result (dw_broker_t *self, const char *identity,
+                           const Driftwatch__V1__JobResult *result)
+{
+    size_t len = driftwatch__v1__job_result__get_packed_size (result);
+    if (zlistx_size (self->result_buffer) >= RESULT_BUFFER_MAX
+        || self->result_buffer_bytes + len > RESULT_BUFFER_BYTES_MAX) {
+        /* Not acknowledged: the worker keeps it in its spool and resends. */
+        dw_warn ("event=result_buffer_full worker=%s attempt=%s buffered=%zu", identity,
+                 result->attempt_id, zlistx_size (self->result_buffer));
+        return;
+    }
+    buffered_result_t *entry = calloc (1, sizeof *entry);
+    if (!entry || !(entry->packed = malloc (len ? len : 1))) {
+        free (entry);
+        return;
+    }
+    snprintf (entry->identity, sizeof entry->identity, "%s", identity);
+    entry->len = driftwatch__v1__job_result__pack (result, entry->packed);
+    zlistx_add_end (self->result_buffer, entry);
+    self->result_buffer_bytes += len;
+}
+
+static void handle_result (dw_broker_t *self, peer_t *peer, Driftwatch__V1__JobResult *result)
+{
+    /* While the database is down, or while older results wait, keep order. */
+    if (self->db_down || zlistx_size (self->result_buffer) > 0) {
+        buffer_result (self, peer->identity, result);
+        return;
+    }
+    if (store_result (self, peer->identity, result) != 0 && self->db_down)
+        buffer_result (self, peer->identity, result);
+}
+
+/* Commit buffered results in arrival order until one fails. */
+static void flush_result_buffer (dw_broker_t *self)
+{
+    buffered_result_t *entry;
+    while (!self->db_down && (entry = zlistx_first (self->result_buffer))) {
+        Driftwatch__V1__JobResult *result =
+            driftwatch__v1__job_result__unpack (NULL, entry->len, entry->packed);
+        int rc = result ? store_result (self, entry->identity, result) : 0;
+        if (result)
+            driftwatch__v1__job_result__free_unpacked (result, NULL);
+        if (rc != 0 && self->db_down)
+            break;
+        self->result_buffer_bytes -= entry->len;
+        zlistx_delete (self->result_buffer, zlistx_cursor (self->result_buffer));
+    }
 }
 
 static void handle_goodbye (dw_broker_t *self, peer_t *peer, Driftwatch__V1__Goodbye *goodbye)
@@ -514,7 +643,7 @@ static void handle_message (dw_broker_t *self)
     case DRIFTWATCH__V1__ENVELOPE__BODY_HEARTBEAT: {
         Driftwatch__V1__Heartbeat *beat = env->heartbeat;
         /* Renew leases a few times per lease period, not on every beat. */
-        if (beat->n_running_attempt_ids > 0
+        if (beat->n_running_attempt_ids > 0 && !self->db_down
             && peer->last_seen_ms - peer->last_renew_ms >= self->config.lease_ms / 4) {
             dw_store_renew_leases (self->store, peer->identity, beat->running_attempt_ids,
                                    beat->n_running_attempt_ids, self->config.lease_ms);
@@ -585,7 +714,8 @@ static void reap_lost_workers (dw_broker_t *self)
          * was only slow can still deliver. */
         dw_warn ("event=worker_lost worker=%s silent_ms=%" PRIu64, peer->identity,
                  now - peer->last_seen_ms);
-        dw_store_set_worker_status (self->store, peer->identity, "lost");
+        if (!self->db_down)
+            dw_store_set_worker_status (self->store, peer->identity, "lost");
         zhashx_delete (self->peers, peer->routing_hex);
         self->progress_dirty = 1;
     }
@@ -614,20 +744,50 @@ static int all_harnesses_broken (dw_broker_t *self)
     return peers > 0 && broken == peers;
 }
 
+static void try_database_reconnect (dw_broker_t *self)
+{
+    uint64_t now = dw_mono_ms ();
+    if (now < self->db_retry_at_ms)
+        return;
+    if (dw_store_reconnect (self->store) != 0) {
+        self->db_backoff_ms = self->db_backoff_ms * 2 > DB_BACKOFF_MAX_MS
+                                  ? DB_BACKOFF_MAX_MS
+                                  : self->db_backoff_ms * 2;
+        self->db_retry_at_ms = now + self->db_backoff_ms;
+        dw_warn ("event=database_reconnect_failed retry_in_ms=%u buffered=%zu error=\"%s\"",
+                 self->db_backoff_ms, zlistx_size (self->result_buffer),
+                 dw_store_error (self->store));
+        return;
+    }
+    self->db_down = 0;
+    dw_info ("event=database_reconnected buffered=%zu", zlistx_size (self->result_buffer));
+    /* Workers could not renew leases during the outage: give their next
+     * heartbeats a full lease period before expiring anything. */
+    self->last_scan_ms = now + self->config.lease_ms;
+    for (peer_t *peer = zhashx_first (self->peers); peer; peer = zhashx_next (self->peers))
+        peer->last_renew_ms = 0;
+    flush_result_buffer (self);
+}
+
 static void on_timers (dw_broker_t *self)
 {
     uint64_t now = dw_mono_ms ();
+    if (self->db_down)
+        try_database_reconnect (self);
     if (now - self->last_heartbeat_ms >= self->config.heartbeat_ms) {
         send_heartbeats (self);
         reap_lost_workers (self);
         self->last_heartbeat_ms = now;
     }
-    if (now - self->last_scan_ms >= LEASE_SCAN_MS) {
+    if (!self->db_down && now > self->last_scan_ms
+        && now - self->last_scan_ms >= LEASE_SCAN_MS) {
         size_t expired = 0;
         if (dw_store_expire_leases (self->store, self->config.run_id, self->config.max_attempts,
                                     &expired)
-            != 0)
+            != 0) {
             dw_error ("event=lease_scan_failed error=\"%s\"", dw_store_error (self->store));
+            check_database (self);
+        }
         else if (expired > 0) {
             dw_warn ("event=leases_expired count=%zu", expired);
             self->progress_dirty = 1;
@@ -671,7 +831,7 @@ dw_broker_status_t dw_broker_run (dw_broker_t *self)
             status = DW_BROKER_STOPPED;
             break;
         }
-        if (stop_deadline) {
+        if (stop_deadline && !self->db_down) {
             dw_run_counts_t counts;
             if (dw_store_run_counts (self->store, self->config.run_id, &counts) == 0
                 && counts.jobs_leased == 0) {

@@ -28,6 +28,10 @@
 
 /* Poll period of the main loop: bounds the latency of timers and signals. */
 #define LOOP_TICK_MS 100
+/* An unacknowledged result or event batch is sent again after this long: an
+ * acknowledgement can be lost, or the coordinator may not have committed it
+ * (for example while its database was down). */
+#define RESEND_INTERVAL_MS 10000
 
 typedef struct {
     uint64_t seq;
@@ -53,6 +57,7 @@ typedef struct {
     zlistx_t *unacked;          /* event_t*, ordered by seq; sent or not */
     uint64_t sent_through;      /* highest seq already sent on this connection */
     uint64_t acked_through;
+    uint64_t last_events_sent_ms;
     int paused;                 /* pipe removed from the poller (too many unacked events) */
     const dw_worker_config_t *config;
     char work_root[PATH_MAX + 80];
@@ -77,6 +82,7 @@ typedef struct {
     uint32_t liveness;
     uint64_t sequence;
     dw_spool_t *spool;
+    uint64_t last_resend_ms;
     zhashx_t *jobs;             /* attempt id -> job_t* */
     int draining;
     uint64_t drain_deadline_ms;
@@ -317,6 +323,7 @@ static void flush_events (worker_t *self, job_t *job)
             if (send_envelope (self, &env) != 0)
                 return;
             job->sent_through = items[count - 1].seq;
+            job->last_events_sent_ms = dw_mono_ms ();
             count = 0;
             bytes = 0;
         }
@@ -329,8 +336,10 @@ static void flush_events (worker_t *self, job_t *job)
         Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
         env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_EVENTS;
         env.events = &batch;
-        if (send_envelope (self, &env) == 0)
+        if (send_envelope (self, &env) == 0) {
             job->sent_through = items[count - 1].seq;
+            job->last_events_sent_ms = dw_mono_ms ();
+        }
     }
 }
 
@@ -552,6 +561,7 @@ static void handle_message (worker_t *self)
         dw_info ("event=registered worker=%s coordinator_version=\"%s\" heartbeat_ms=%u",
                  self->worker_id, welcome->coordinator_version, self->heartbeat_ms);
         resend_pending (self);
+        self->last_resend_ms = dw_mono_ms ();
         int free_slots = self->config->slots - count_running (self);
         send_ready (self, free_slots > 0 ? (uint32_t) free_slots : 0);
         break;
@@ -798,8 +808,25 @@ static void on_timers (worker_t *self)
     if (self->state == STATE_ACTIVE && now - self->last_tx_ms >= self->heartbeat_ms)
         send_heartbeat (self);
 
-    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs))
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs)) {
+        /* Events sent long ago and still not acknowledged go out again. */
+        if (self->state == STATE_ACTIVE && job->acked_through < job->sent_through
+            && now - job->last_events_sent_ms >= RESEND_INTERVAL_MS)
+            job->sent_through = job->acked_through;
         flush_events (self, job);
+    }
+
+    if (self->state == STATE_ACTIVE && now - self->last_resend_ms >= RESEND_INTERVAL_MS) {
+        zlist_t *spooled = dw_spool_list (self->spool);
+        for (char *id = zlist_first (spooled); id; id = zlist_next (spooled)) {
+            job_t *job = zhashx_lookup (self->jobs, id);
+            /* A result sent moments ago is still in flight. */
+            if (!job || now - job->last_events_sent_ms >= RESEND_INTERVAL_MS)
+                send_spooled_result (self, id);
+        }
+        zlist_destroy (&spooled);
+        self->last_resend_ms = now;
+    }
 }
 
 int dw_worker_run (const dw_worker_config_t *config)
