@@ -1498,7 +1498,8 @@ int dw_store_record_result (dw_store_t *self, const Driftwatch__V1__JobResult *r
         return -1;
     }
 
-    /* Owner check first, without locks, to learn the job to lock. */
+    /* Owner check first, without locks, to learn the job to lock. A late
+     * result of an expired or returned attempt of this worker still counts. */
     params_t o = { .count = 0 };
     p_text (&o, result->attempt_id);
     PGresult *res = run (self, ST_ATTEMPT_OWNER, &o);
@@ -1642,6 +1643,8 @@ int dw_store_record_events (dw_store_t *self, const Driftwatch__V1__JobEvents *b
         fail (self, "record_events", "malformed attempt id");
         return -1;
     }
+    /* Any state of the attempt is fine: a worker may flush spooled events
+     * after its result was stored or its lease expired. */
     PGresult *res = run (self, ST_ATTEMPT_OWNER, &o);
     if (!res)
         return -1;
