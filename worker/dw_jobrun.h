@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "driftwatch.pb-c.h"
+#include "dw_proc.h"
 
 /* Bounds on what one attempt sends back. */
 #define DW_JOBRUN_DIFF_MAX (1024 * 1024)
@@ -31,6 +32,64 @@
 /* Called from the job's thread for each line the agent prints on stdout
  * (without the newline), truncated to DW_EVENT_PAYLOAD_MAX bytes. */
 typedef void (dw_jobrun_event_fn) (void *arg, const char *line, size_t len, int truncated);
+
+/* Default wall limit of the agent and of the tests when Limits has 0. */
+#define DW_JOBRUN_WALL_DEFAULT_S 1800
+
+/* Process runs of one attempt that hooks can adjust. */
+typedef enum {
+    DW_JOBRUN_STAGE_AGENT = 0,
+    DW_JOBRUN_STAGE_GRADE = 1
+} dw_jobrun_stage_t;
+
+/* Host paths of one attempt, all under work_root/<attempt_id>. */
+typedef struct {
+    const char *attempt_dir;
+    /* The agent's checkout (stage AGENT) or the grading checkout (GRADE). */
+    const char *workspace;
+    /* HOME and TMPDIR of the run: fresh ones for grading, so nothing the
+     * agent left in its home (a usercustomize.py, say) reaches the tests. */
+    const char *home;
+    const char *tmp;
+    /* Directory with task.json and prompt.txt (outside the workspace). */
+    const char *input_dir;
+    const char *task_file;
+    const char *prompt_file;
+} dw_jobrun_paths_t;
+
+/* Hook into the process runs of an attempt. This is where the Claude Code
+ * runner (stage AGENT: sets argv and envp, parses stream-json into
+ * AgentMetrics) and the sandbox (both stages: wraps argv, sets pre_exec and
+ * kill_hook) plug in. Every member but prepare may be NULL.
+ *
+ * prepare: called before the run with the spec jobrun built (argv "sh -c
+ *   COMMAND" or the stub agent, envp as documented in dw_jobrun.c, cwd,
+ *   limits). It may replace any field; memory it points the spec at must
+ *   stay valid until release. *STATE is per-attempt state for the calls
+ *   below. Returns 0, or -1 with ERR set: the attempt then ends with
+ *   INFRA_ERROR, reason "agent_prepare_failed" or "sandbox_failed".
+ * on_line: each agent stdout line (stage AGENT only), before on_event.
+ * finish: after the agent ran (stage AGENT only), with RESULT's outcome
+ *   already set from the process status: UNSPECIFIED means "finished
+ *   normally, grade it". The hook may fill RESULT->metrics and the CLI
+ *   versions and may change outcome, outcome_reason and detail (strings
+ *   it sets must stay valid until release); any outcome other than
+ *   UNSPECIFIED skips grading.
+ * release: after the attempt's result is packed.
+ *
+ * Order: agent_hook runs before sandbox_hook in prepare (so the sandbox
+ * wraps the final argv) and in finish (so the sandbox can explain a kill,
+ * e.g. a memory limit). For stage GRADE only prepare and release are
+ * called. */
+typedef struct {
+    int (*prepare) (void *context, const Driftwatch__V1__JobAssignment *job,
+                    dw_jobrun_stage_t stage, const dw_jobrun_paths_t *paths, dw_proc_spec_t *spec,
+                    void **state, char *err, size_t err_size);
+    void (*on_line) (void *state, const char *line, size_t len, int truncated);
+    void (*finish) (void *state, const dw_proc_result_t *proc, Driftwatch__V1__JobResult *result);
+    void (*release) (void *state);
+    void *context;
+} dw_jobrun_hook_t;
 
 typedef struct {
     /* Directory for this attempt's workspaces; created and removed here. */
@@ -45,6 +104,11 @@ typedef struct {
     int keep_workspace;
     dw_jobrun_event_fn *on_event;
     void *event_arg;
+    /* Agent runner for kind "claude-code" (required for it), or a wrapper
+     * for the other kinds; NULL for none. See dw_jobrun_hook_t. */
+    const dw_jobrun_hook_t *agent_hook;
+    /* Sandbox for the agent and the tests; NULL runs them unconfined. */
+    const dw_jobrun_hook_t *sandbox_hook;
 } dw_jobrun_options_t;
 
 /* Run JOB and return its result, packed, in *PACKED (malloc'd, caller

@@ -240,6 +240,8 @@ s_child (const dw_proc_spec_t *spec, const char *program, char *const *envp, int
     }
 
     int null_fd = open ("/dev/null", O_RDONLY);
+    if (spec->merge_stderr)
+        err_fd = out_fd;
     if (null_fd < 0 || dup2 (null_fd, 0) < 0 || dup2 (out_fd, 1) < 0 || dup2 (err_fd, 2) < 0)
         _exit (127);
 
@@ -472,7 +474,7 @@ dw_proc_run (const dw_proc_spec_t *spec, dw_proc_result_t *result)
         snprintf (result->error, sizeof result->error, "out of memory");
         goto done;
     }
-    if (spec->stderr_path) {
+    if (spec->stderr_path && !spec->merge_stderr) {
         stderr_state.fd = open (spec->stderr_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (stderr_state.fd < 0) {
             snprintf (result->error, sizeof result->error, "cannot open stderr file %s: %s",

@@ -73,6 +73,9 @@ typedef struct {
      * dropped, then the last half. 0 means DW_PROC_STDERR_MAX. */
     const char *stderr_path;
     size_t stderr_max;
+    /* Send stderr into the stdout pipe instead (stderr_path is ignored),
+     * for test runners that report on stderr, like python -m unittest. */
+    int merge_stderr;
 
     /* Wall-clock limit in ms; 0 means none. */
     uint64_t wall_ms;

@@ -1,0 +1,797 @@
+/* One attempt on a worker: workspace, agent, diff, grading; see dw_jobrun.h.
+ *
+ * Layout of work_root/<attempt_id>:
+ *   ws/           the agent's checkout at base_commit
+ *   home/ tmp/    the agent's HOME and TMPDIR
+ *   input/        task.json and prompt.txt (outside the workspace)
+ *   logs/         agent.stderr (capped by dw_proc)
+ *   grade/        fresh checkout for grading
+ *   grade-home/ grade-tmp/ scratch/   HOME, TMPDIR and patch files of grading
+ *
+ * Environment of the agent, built from scratch: PATH (the worker's),
+ * HOME, TMPDIR, LANG=C.UTF-8, DW_TASK_FILE, DW_PROMPT_FILE, DW_WORKSPACE,
+ * DW_ATTEMPT_ID, DW_SEED, DW_DAY, plus every DW_STUB_* variable of the
+ * worker's own environment (knobs of the stub agent for tests and demos).
+ *
+ * Outcomes decided here:
+ *   CANCELLED      the cancel flag was set (no diff, no grading);
+ *   TIMEOUT        the agent ran past limits.wall_seconds (diff kept, not
+ *                  graded);
+ *   AGENT_ERROR    the agent exited with a nonzero status or died from a
+ *                  signal (diff kept, not graded: a crashed agent did not
+ *                  finish its work, whatever it left behind);
+ *   INFRA_ERROR    clone_failed, grade_checkout_failed, sandbox_failed, ...;
+ *   HARNESS_ERROR  the worker cannot run this agent kind or the assignment
+ *                  is malformed;
+ *   otherwise      dw_grade decides RESOLVED or UNRESOLVED (a diff larger
+ *                  than DW_JOBRUN_DIFF_MAX is UNRESOLVED "diff_too_large").
+ */
+#include "dw_jobrun.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dw_gitcache.h"
+#include "dw_grade.h"
+#include "dw_log.h"
+#include "dw_util.h"
+#include "dw_wire.h"
+
+extern char **environ;
+
+/* Most environment entries of the agent, including DW_STUB_* ones. */
+#define DW_JOBRUN_ENV_MAX 64
+/* Largest task file or prompt written for the agent. */
+#define DW_JOBRUN_INPUT_MAX (16 * 1024 * 1024)
+
+typedef struct {
+    const Driftwatch__V1__JobAssignment *job;
+    const dw_jobrun_options_t *options;
+    Driftwatch__V1__JobResult result;
+    Driftwatch__V1__AgentMetrics metrics;
+    char reason[64];
+    char detail[DW_JOBRUN_DETAIL_MAX];
+
+    char *attempt_dir;
+    char *ws;
+    char *home;
+    char *tmp;
+    char *input_dir;
+    char *logs_dir;
+    char *grade_dir;
+    char *grade_home;
+    char *grade_tmp;
+    char *scratch;
+    char *task_file;
+    char *prompt_file;
+    char *stderr_file;
+    char base_sha[41];
+
+    /* Agent diff, at most DW_JOBRUN_DIFF_MAX bytes. */
+    char *diff;
+    size_t diff_len;
+    int diff_truncated;
+
+    /* Per-attempt state of the hooks. */
+    void *agent_state;
+    void *sandbox_state;
+    int agent_prepared;
+    int sandbox_prepared;
+
+    uint64_t events;
+    /* The agent process was started (so a diff may exist). */
+    int agent_ran;
+    char *log_tail;
+    size_t log_tail_len;
+    dw_grade_result_t grade;
+    Driftwatch__V1__TestResult *tests;
+    Driftwatch__V1__TestResult **test_ptrs;
+} dw_attempt_t;
+
+/* Set the outcome unless one is already set; the first failure explains
+ * the attempt best. */
+static void
+s_outcome (dw_attempt_t *self, Driftwatch__V1__Outcome outcome, const char *reason,
+           const char *fmt, ...)
+{
+    if (self->result.outcome != DRIFTWATCH__V1__OUTCOME__OUTCOME_UNSPECIFIED)
+        return;
+    self->result.outcome = outcome;
+    snprintf (self->reason, sizeof self->reason, "%s", reason);
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (self->detail, sizeof self->detail, fmt, args);
+    va_end (args);
+    self->result.outcome_reason = self->reason;
+    self->result.detail = self->detail;
+}
+
+static int
+s_cancelled (dw_attempt_t *self)
+{
+    volatile int *cancel = self->options->cancel;
+    if (cancel && *cancel) {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_CANCELLED, "cancelled",
+                   "attempt cancelled");
+        return 1;
+    }
+    return 0;
+}
+
+/* Attempt ids become directory names, so only a plain name is accepted. */
+static int
+s_valid_attempt_id (const char *id)
+{
+    if (!id || !*id || strlen (id) > 128 || strcmp (id, ".") == 0 || strcmp (id, "..") == 0)
+        return 0;
+    return strspn (id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+           == strlen (id);
+}
+
+static int
+s_make_dirs (dw_attempt_t *self)
+{
+    const char *root = self->options->work_root;
+    const char *id = self->job->attempt_id;
+    self->attempt_dir = dw_strdup_printf ("%s/%s", root, id);
+    self->ws = dw_strdup_printf ("%s/%s/ws", root, id);
+    self->home = dw_strdup_printf ("%s/%s/home", root, id);
+    self->tmp = dw_strdup_printf ("%s/%s/tmp", root, id);
+    self->input_dir = dw_strdup_printf ("%s/%s/input", root, id);
+    self->logs_dir = dw_strdup_printf ("%s/%s/logs", root, id);
+    self->grade_dir = dw_strdup_printf ("%s/%s/grade", root, id);
+    self->grade_home = dw_strdup_printf ("%s/%s/grade-home", root, id);
+    self->grade_tmp = dw_strdup_printf ("%s/%s/grade-tmp", root, id);
+    self->scratch = dw_strdup_printf ("%s/%s/scratch", root, id);
+    self->task_file = dw_strdup_printf ("%s/%s/input/task.json", root, id);
+    self->prompt_file = dw_strdup_printf ("%s/%s/input/prompt.txt", root, id);
+    self->stderr_file = dw_strdup_printf ("%s/%s/logs/agent.stderr", root, id);
+    if (!self->attempt_dir || !self->ws || !self->home || !self->tmp || !self->input_dir
+        || !self->logs_dir || !self->grade_dir || !self->grade_home || !self->grade_tmp
+        || !self->scratch || !self->task_file || !self->prompt_file || !self->stderr_file)
+        return -1;
+
+    /* A retry of the same attempt id starts from nothing. */
+    dw_rm_rf (self->attempt_dir);
+    const char *dirs[] = { self->home, self->tmp, self->input_dir, self->logs_dir,
+                           self->grade_home, self->grade_tmp, self->scratch };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (dw_mkdir_p (dirs[i], 0700) != 0) {
+            s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR, "workdir_failed",
+                       "cannot create %s: %s", dirs[i], strerror (errno));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Merge the fields of the task's extra_json object into TASK without
+ * overriding the fields set from TaskSpec. */
+static void
+s_merge_extra (json_t *task, const char *extra_json)
+{
+    if (!extra_json || !*extra_json)
+        return;
+    json_t *extra = json_loads (extra_json, 0, NULL);
+    if (!json_is_object (extra)) {
+        json_decref (extra);
+        return;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach (extra, key, value) {
+        if (!json_object_get (task, key))
+            json_object_set (task, key, value);
+    }
+    json_decref (extra);
+}
+
+static int
+s_write_inputs (dw_attempt_t *self, int is_stub)
+{
+    const Driftwatch__V1__TaskSpec *task = self->job->task;
+    json_t *doc = json_object ();
+    if (!doc)
+        return -1;
+    json_object_set_new (doc, "instance_id", json_string (task->instance_id));
+    json_object_set_new (doc, "repo", json_string (task->repo));
+    json_object_set_new (doc, "base_commit", json_string (self->base_sha));
+    json_object_set_new (doc, "problem_statement", json_string (task->problem_statement));
+    json_object_set_new (doc, "requirements", json_string (task->requirements));
+    json_object_set_new (doc, "interface", json_string (task->interface));
+    if (is_stub) {
+        /* The stub replays the gold patch; a real agent never sees it. */
+        json_object_set_new (doc, "patch", json_string (task->patch));
+        json_object_set_new (doc, "extra_json", json_string (task->extra_json));
+        s_merge_extra (doc, task->extra_json);
+    }
+    char *text = json_dumps (doc, JSON_INDENT (2) | JSON_ENSURE_ASCII);
+    json_decref (doc);
+    if (!text)
+        return -1;
+    int rc = dw_write_file_atomic (self->task_file, text, strlen (text), 0644);
+    free (text);
+
+    char *prompt = dw_strdup_printf ("%s\n\nRequirements:\n%s\n\nNew interfaces introduced:\n%s\n",
+                                     task->problem_statement, task->requirements,
+                                     task->interface);
+    if (!prompt)
+        return -1;
+    if (rc == 0)
+        rc = dw_write_file_atomic (self->prompt_file, prompt, strlen (prompt), 0644);
+    free (prompt);
+    if (rc != 0) {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR, "workdir_failed",
+                   "cannot write the task file in %s: %s", self->input_dir, strerror (errno));
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    char *items[DW_JOBRUN_ENV_MAX + 1];
+    size_t count;
+} dw_env_t;
+
+static void
+s_env_add (dw_env_t *env, char *entry)
+{
+    if (entry && env->count < DW_JOBRUN_ENV_MAX)
+        env->items[env->count++] = entry;
+    else
+        free (entry);
+    env->items[env->count] = NULL;
+}
+
+static void
+s_env_free (dw_env_t *env)
+{
+    for (size_t i = 0; i < env->count; i++)
+        free (env->items[i]);
+    env->count = 0;
+}
+
+static void
+s_agent_env (dw_attempt_t *self, dw_env_t *env)
+{
+    const char *path = getenv ("PATH");
+    s_env_add (env, dw_strdup_printf ("PATH=%s", path && *path ? path : "/usr/local/bin:/usr/bin:/bin"));
+    s_env_add (env, dw_strdup_printf ("HOME=%s", self->home));
+    s_env_add (env, dw_strdup_printf ("TMPDIR=%s", self->tmp));
+    s_env_add (env, dw_strdup_printf ("LANG=C.UTF-8"));
+    s_env_add (env, dw_strdup_printf ("DW_TASK_FILE=%s", self->task_file));
+    s_env_add (env, dw_strdup_printf ("DW_PROMPT_FILE=%s", self->prompt_file));
+    s_env_add (env, dw_strdup_printf ("DW_WORKSPACE=%s", self->ws));
+    s_env_add (env, dw_strdup_printf ("DW_ATTEMPT_ID=%s", self->job->attempt_id));
+    s_env_add (env, dw_strdup_printf ("DW_SEED=%" PRIu64, (uint64_t) self->job->seed));
+    s_env_add (env, dw_strdup_printf ("DW_DAY=%s", self->job->day ? self->job->day : ""));
+    for (size_t i = 0; environ && environ[i]; i++)
+        if (strncmp (environ[i], "DW_STUB_", 8) == 0)
+            s_env_add (env, strdup (environ[i]));
+}
+
+static void
+s_on_agent_line (void *arg, const char *line, size_t len, int truncated)
+{
+    dw_attempt_t *self = arg;
+    self->events++;
+    const dw_jobrun_hook_t *hook = self->options->agent_hook;
+    if (hook && hook->on_line && self->agent_prepared)
+        hook->on_line (self->agent_state, line, len, truncated);
+    if (self->options->on_event)
+        self->options->on_event (self->options->event_arg, line, len, truncated);
+}
+
+static int
+s_prepare_hook (dw_attempt_t *self, const dw_jobrun_hook_t *hook, dw_jobrun_stage_t stage,
+                const dw_jobrun_paths_t *paths, dw_proc_spec_t *spec, void **state,
+                int *prepared, const char *reason)
+{
+    if (!hook || !hook->prepare)
+        return 0;
+    char err[512] = "";
+    if (hook->prepare (hook->context, self->job, stage, paths, spec, state, err, sizeof err)
+        != 0) {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR, reason, "%s",
+                   err[0] ? err : "hook failed without a message");
+        return -1;
+    }
+    *prepared = 1;
+    return 0;
+}
+
+static void
+s_read_log_tail (dw_attempt_t *self)
+{
+    size_t len = 0;
+    char *text = dw_read_file (self->stderr_file, 2 * DW_PROC_STDERR_MAX, &len);
+    if (!text)
+        return;
+    if (len > DW_JOBRUN_LOG_TAIL_MAX) {
+        memmove (text, text + len - DW_JOBRUN_LOG_TAIL_MAX, DW_JOBRUN_LOG_TAIL_MAX);
+        len = DW_JOBRUN_LOG_TAIL_MAX;
+    }
+    self->log_tail = text;
+    self->log_tail_len = len;
+}
+
+static int
+s_run_agent (dw_attempt_t *self)
+{
+    const Driftwatch__V1__JobAssignment *job = self->job;
+    const char *kind = job->agent && job->agent->kind && *job->agent->kind ? job->agent->kind
+                                                                         : "stub";
+    const char *command = job->agent && job->agent->command ? job->agent->command : "";
+    const dw_jobrun_hook_t *agent_hook = self->options->agent_hook;
+    char *argv[4] = { NULL };
+    char *stub_path = NULL;
+
+    if (strcmp (kind, "stub") == 0 && !*command) {
+        if (!self->options->stub_agent || !*self->options->stub_agent) {
+            s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "agent_unsupported",
+                       "agent kind \"stub\" needs a command or the worker's stub agent path");
+            return 1;
+        }
+        stub_path = strdup (self->options->stub_agent);
+        argv[0] = stub_path;
+    }
+    else if (strcmp (kind, "stub") == 0 || strcmp (kind, "command") == 0) {
+        if (!*command) {
+            s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "agent_unsupported",
+                       "agent kind \"command\" needs agent.command");
+            return 1;
+        }
+        argv[0] = "/bin/sh";
+        argv[1] = "-c";
+        argv[2] = (char *) command;
+    }
+    else if (strcmp (kind, "claude-code") == 0 && agent_hook && agent_hook->prepare) {
+        /* The hook sets the real argv; "true" only fills the slot. */
+        argv[0] = "true";
+    }
+    else {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "agent_unsupported",
+                   "this worker cannot run agent kind \"%s\"", kind);
+        return 1;
+    }
+
+    dw_env_t env = { .count = 0 };
+    s_agent_env (self, &env);
+    const Driftwatch__V1__Limits *limits = job->limits;
+    uint64_t wall_s = limits && limits->wall_seconds ? limits->wall_seconds
+                                                     : DW_JOBRUN_WALL_DEFAULT_S;
+    dw_proc_spec_t spec = {
+        .argv = argv,
+        .envp = env.items,
+        .cwd = self->ws,
+        .on_line = s_on_agent_line,
+        .line_arg = self,
+        .line_max = DW_EVENT_PAYLOAD_MAX,
+        .stdout_max = limits && limits->output_bytes ? limits->output_bytes : 0,
+        .stderr_path = self->stderr_file,
+        .wall_ms = wall_s * 1000,
+        .cancel = self->options->cancel,
+    };
+    dw_jobrun_paths_t paths = {
+        .attempt_dir = self->attempt_dir,
+        .workspace = self->ws,
+        .home = self->home,
+        .tmp = self->tmp,
+        .input_dir = self->input_dir,
+        .task_file = self->task_file,
+        .prompt_file = self->prompt_file,
+    };
+    int rc = 0;
+    if (s_prepare_hook (self, agent_hook, DW_JOBRUN_STAGE_AGENT, &paths, &spec,
+                        &self->agent_state, &self->agent_prepared, "agent_prepare_failed")
+            != 0
+        || s_prepare_hook (self, self->options->sandbox_hook, DW_JOBRUN_STAGE_AGENT, &paths,
+                           &spec, &self->sandbox_state, &self->sandbox_prepared,
+                           "sandbox_failed")
+               != 0) {
+        rc = 1;
+        goto done;
+    }
+
+    dw_info ("agent start attempt=%s kind=%s wall_s=%" PRIu64, job->attempt_id, kind, wall_s);
+    dw_proc_result_t proc;
+    int run_rc = dw_proc_run (&spec, &proc);
+    self->agent_ran = run_rc == 0;
+    self->result.agent_ms = proc.duration_ms;
+    self->result.agent_exit_code = dw_proc_status (&proc);
+    self->metrics.duration_ms = proc.duration_ms;
+    if (proc.first_stdout_ms >= 0)
+        self->metrics.time_to_first_event_ms = (uint64_t) proc.first_stdout_ms;
+    dw_info ("agent end attempt=%s status=%d timed_out=%d cancelled=%d ms=%" PRIu64
+             " events=%" PRIu64,
+             job->attempt_id, self->result.agent_exit_code, proc.timed_out, proc.cancelled,
+             proc.duration_ms, self->events);
+
+    if (run_rc != 0)
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "agent_not_started",
+                   "agent could not start: %s", proc.error);
+    else if (proc.cancelled)
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_CANCELLED, "cancelled",
+                   "attempt cancelled while the agent ran");
+    else if (proc.timed_out)
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_TIMEOUT, "agent_timeout",
+                   "agent ran past the %" PRIu64 " s wall limit and was killed", wall_s);
+    else if (dw_proc_status (&proc) != 0)
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_AGENT_ERROR, "agent_exit_nonzero",
+                   "agent exited with status %d", dw_proc_status (&proc));
+
+    if (agent_hook && agent_hook->finish && self->agent_prepared)
+        agent_hook->finish (self->agent_state, &proc, &self->result);
+    const dw_jobrun_hook_t *sandbox_hook = self->options->sandbox_hook;
+    if (sandbox_hook && sandbox_hook->finish && self->sandbox_prepared)
+        sandbox_hook->finish (self->sandbox_state, &proc, &self->result);
+
+done:
+    s_env_free (&env);
+    free (stub_path);
+    return rc;
+}
+
+typedef struct {
+    dw_attempt_t *attempt;
+    uint64_t seen;
+} dw_diff_sink_t;
+
+static void
+s_on_diff_line (void *arg, const char *line, size_t len, int truncated)
+{
+    dw_diff_sink_t *sink = arg;
+    dw_attempt_t *self = sink->attempt;
+    sink->seen += len + 1;
+    if (truncated || self->diff_truncated || self->diff_len + len + 1 > DW_JOBRUN_DIFF_MAX) {
+        self->diff_truncated = 1;
+        return;
+    }
+    memcpy (self->diff + self->diff_len, line, len);
+    self->diff[self->diff_len + len] = '\n';
+    self->diff_len += len + 1;
+}
+
+/* Replace the workspace's git config, which the agent could have changed,
+ * so that "git add" cannot run a clean filter or anything else it names. */
+static int
+s_reset_git_config (dw_attempt_t *self)
+{
+    static const char config[] = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n"
+                                 "\tbare = false\n\tlogallrefupdates = true\n"
+                                 "[user]\n\tname = " DW_GIT_USER_NAME "\n"
+                                 "\temail = " DW_GIT_USER_EMAIL "\n";
+    char *config_path = dw_strdup_printf ("%s/.git/config", self->ws);
+    char *attributes_path = dw_strdup_printf ("%s/.git/info/attributes", self->ws);
+    int rc = -1;
+    if (config_path && attributes_path) {
+        dw_rm_rf (attributes_path);
+        rc = dw_write_file_atomic (config_path, config, sizeof config - 1, 0644);
+    }
+    free (config_path);
+    free (attributes_path);
+    return rc;
+}
+
+static void
+s_take_diff (dw_attempt_t *self)
+{
+    self->diff = malloc (DW_JOBRUN_DIFF_MAX);
+    if (!self->diff)
+        return;
+    char err[512] = "";
+    if (s_reset_git_config (self) != 0) {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED, "diff_failed",
+                   "cannot reset the workspace's git config: %s", strerror (errno));
+        return;
+    }
+
+    dw_git_options_t options = { .cwd = self->ws, .cancel = self->options->cancel };
+    const char *add[] = { "add", "--all", "--force", NULL };
+    if (dw_git_run (&options, add, NULL, err, sizeof err) != 0) {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED, "diff_failed",
+                   "cannot stage the agent's changes: %s", err);
+        return;
+    }
+
+    dw_diff_sink_t sink = { .attempt = self };
+    options.on_line = s_on_diff_line;
+    options.line_arg = &sink;
+    options.line_max = DW_JOBRUN_DIFF_MAX;
+    options.stdout_max = DW_JOBRUN_DIFF_MAX + 1;
+    const char *diff[] = { "diff", "--cached", "--binary", "--no-ext-diff", "--no-textconv",
+                           "--no-color", self->base_sha, "--", NULL };
+    dw_proc_result_t proc;
+    if (dw_git_run (&options, diff, &proc, err, sizeof err) != 0) {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED, "diff_failed",
+                   "cannot take the agent's diff: %s", err);
+        return;
+    }
+    if (proc.stdout_truncated)
+        self->diff_truncated = 1;
+    if (self->diff_truncated)
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED, "diff_too_large",
+                   "the agent's diff is larger than %d bytes", DW_JOBRUN_DIFF_MAX);
+}
+
+static int
+s_grade_prepare (void *arg, dw_proc_spec_t *spec, char *err, size_t err_size)
+{
+    dw_attempt_t *self = arg;
+    const dw_jobrun_hook_t *hook = self->options->sandbox_hook;
+    if (!hook || !hook->prepare)
+        return 0;
+    dw_jobrun_paths_t paths = {
+        .attempt_dir = self->attempt_dir,
+        .workspace = self->grade_dir,
+        .home = self->grade_home,
+        .tmp = self->grade_tmp,
+        .input_dir = self->input_dir,
+        .task_file = self->task_file,
+        .prompt_file = self->prompt_file,
+    };
+    /* The agent stage is over: its sandbox state goes before grading's. */
+    if (self->sandbox_prepared && hook->release) {
+        hook->release (self->sandbox_state);
+        self->sandbox_prepared = 0;
+        self->sandbox_state = NULL;
+    }
+    if (hook->prepare (hook->context, self->job, DW_JOBRUN_STAGE_GRADE, &paths, spec,
+                       &self->sandbox_state, err, err_size)
+        != 0)
+        return -1;
+    self->sandbox_prepared = 1;
+    return 0;
+}
+
+static int
+s_grade (dw_attempt_t *self, const char *url)
+{
+    const Driftwatch__V1__TaskSpec *task = self->job->task;
+    uint64_t start = dw_mono_ms ();
+    char err[512] = "";
+    char sha[41];
+    if (dw_gitcache_checkout (self->options->cache_dir, url, self->base_sha, self->grade_dir, 1,
+                              self->options->cancel, sha, err, sizeof err)
+        != 0) {
+        if (!s_cancelled (self))
+            s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR,
+                       "grade_checkout_failed", "cannot check out the base for grading: %s",
+                       err);
+        self->result.grade_ms = dw_mono_ms () - start;
+        return 0;
+    }
+
+    dw_env_t env = { .count = 0 };
+    const char *path = getenv ("PATH");
+    s_env_add (&env, dw_strdup_printf ("PATH=%s", path && *path ? path : "/usr/local/bin:/usr/bin:/bin"));
+    s_env_add (&env, dw_strdup_printf ("HOME=%s", self->grade_home));
+    s_env_add (&env, dw_strdup_printf ("TMPDIR=%s", self->grade_tmp));
+    s_env_add (&env, dw_strdup_printf ("LANG=C.UTF-8"));
+
+    const Driftwatch__V1__Limits *limits = self->job->limits;
+    uint64_t wall_s = limits && limits->grade_wall_seconds ? limits->grade_wall_seconds
+                                                           : DW_JOBRUN_WALL_DEFAULT_S;
+    dw_grade_input_t input = {
+        .dir = self->grade_dir,
+        .base_commit = self->base_sha,
+        .scratch_dir = self->scratch,
+        .agent_diff = self->diff,
+        .agent_diff_len = self->diff_len,
+        .test_patch = task->test_patch,
+        .test_cmd = task->test_cmd,
+        .test_format = task->test_format,
+        .fail_to_pass = task->fail_to_pass,
+        .fail_to_pass_count = task->n_fail_to_pass,
+        .pass_to_pass = task->pass_to_pass,
+        .pass_to_pass_count = task->n_pass_to_pass,
+        .selected_tests = task->selected_test_files,
+        .selected_tests_count = task->n_selected_test_files,
+        .wall_ms = wall_s * 1000,
+        .envp = env.items,
+        .cancel = self->options->cancel,
+        .prepare = s_grade_prepare,
+        .prepare_arg = self,
+    };
+    int rc = dw_grade_run (&input, &self->grade);
+    s_env_free (&env);
+    self->result.grade_ms = dw_mono_ms () - start;
+    if (rc != 0)
+        return -1;
+
+    s_outcome (self, (Driftwatch__V1__Outcome) self->grade.outcome, self->grade.reason, "%s",
+               self->grade.detail);
+    dw_info ("grade end attempt=%s outcome=%s tests=%zu exit=%d ms=%" PRIu64,
+             self->job->attempt_id, self->grade.reason, self->grade.tests_count,
+             self->grade.test_exit_code, self->result.grade_ms);
+    return 0;
+}
+
+static int
+s_fill_tests (dw_attempt_t *self)
+{
+    size_t count = self->grade.tests_count;
+    if (count == 0)
+        return 0;
+    self->tests = calloc (count, sizeof *self->tests);
+    self->test_ptrs = calloc (count, sizeof *self->test_ptrs);
+    if (!self->tests || !self->test_ptrs)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        driftwatch__v1__test_result__init (&self->tests[i]);
+        self->tests[i].name = self->grade.tests[i].name;
+        self->tests[i].status = (Driftwatch__V1__TestStatus) self->grade.tests[i].status;
+        self->test_ptrs[i] = &self->tests[i];
+    }
+    self->result.n_tests = count;
+    self->result.tests = self->test_ptrs;
+    return 0;
+}
+
+static int
+s_pack (dw_attempt_t *self, uint8_t **packed, size_t *len)
+{
+    self->result.finished_ms = dw_now_ms ();
+    self->result.agent_diff.data = (uint8_t *) self->diff;
+    self->result.agent_diff.len = self->diff ? self->diff_len : 0;
+    self->result.diff_truncated = self->diff_truncated;
+    self->result.log_tail.data = (uint8_t *) self->log_tail;
+    self->result.log_tail.len = self->log_tail_len;
+    self->result.events_total = self->events;
+    if (!self->result.metrics)
+        self->result.metrics = &self->metrics;
+
+    size_t size = driftwatch__v1__job_result__get_packed_size (&self->result);
+    *packed = malloc (size ? size : 1);
+    if (!*packed)
+        return -1;
+    *len = driftwatch__v1__job_result__pack (&self->result, *packed);
+    return 0;
+}
+
+static void
+s_release_hooks (dw_attempt_t *self)
+{
+    const dw_jobrun_hook_t *sandbox_hook = self->options->sandbox_hook;
+    const dw_jobrun_hook_t *agent_hook = self->options->agent_hook;
+    if (self->sandbox_prepared && sandbox_hook->release)
+        sandbox_hook->release (self->sandbox_state);
+    if (self->agent_prepared && agent_hook->release)
+        agent_hook->release (self->agent_state);
+    self->sandbox_prepared = self->agent_prepared = 0;
+}
+
+static void
+s_attempt_free (dw_attempt_t *self)
+{
+    char **paths[] = { &self->attempt_dir, &self->ws, &self->home, &self->tmp,
+                       &self->input_dir, &self->logs_dir, &self->grade_dir, &self->grade_home,
+                       &self->grade_tmp, &self->scratch, &self->task_file, &self->prompt_file,
+                       &self->stderr_file };
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        free (*paths[i]);
+        *paths[i] = NULL;
+    }
+    free (self->diff);
+    free (self->log_tail);
+    free (self->tests);
+    free (self->test_ptrs);
+    dw_grade_result_clear (&self->grade);
+}
+
+/* Steps after the directories exist; every failure sets the outcome.
+ * Returns -1 only when out of memory. */
+static int
+s_execute (dw_attempt_t *self)
+{
+    const Driftwatch__V1__TaskSpec *task = self->job->task;
+    const char *kind = self->job->agent && self->job->agent->kind ? self->job->agent->kind : "";
+    int is_stub = strcmp (kind, "stub") == 0 || !*kind;
+
+    uint64_t setup_start = dw_mono_ms ();
+    char *url = dw_gitcache_url (task->repo_url, task->repo);
+    if (!url) {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR, "clone_failed",
+                   "the task has neither repo_url nor repo");
+        return 0;
+    }
+    char err[512] = "";
+    int cloned = dw_gitcache_checkout (self->options->cache_dir, url, task->base_commit, self->ws,
+                                       0, self->options->cancel, self->base_sha, err,
+                                       sizeof err);
+    self->result.setup_ms = dw_mono_ms () - setup_start;
+    if (cloned != 0) {
+        if (!s_cancelled (self))
+            s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR, "clone_failed",
+                       "cannot prepare the workspace from %s at %s: %s", url, task->base_commit,
+                       err);
+        dw_warn ("workspace failed attempt=%s url=%s error=%s", self->job->attempt_id, url, err);
+        free (url);
+        return 0;
+    }
+
+    int rc = 0;
+    if (s_write_inputs (self, is_stub) < 0) {
+        rc = -1;
+        goto done;
+    }
+    if (self->result.outcome || s_cancelled (self))
+        goto done;
+
+    if (s_run_agent (self) < 0) {
+        rc = -1;
+        goto done;
+    }
+    s_read_log_tail (self);
+    if (!self->agent_ran || s_cancelled (self)
+        || self->result.outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_CANCELLED)
+        goto done;
+
+    /* The diff is kept for every outcome the agent reached, graded or not. */
+    s_take_diff (self);
+    if (self->result.outcome || s_cancelled (self))
+        goto done;
+    rc = s_grade (self, url);
+
+done:
+    free (url);
+    return rc;
+}
+
+int
+dw_jobrun_execute (const Driftwatch__V1__JobAssignment *job, const dw_jobrun_options_t *opts,
+                   uint8_t **packed, size_t *len)
+{
+    dw_attempt_t self;
+    memset (&self, 0, sizeof self);
+    self.job = job;
+    self.options = opts;
+    driftwatch__v1__job_result__init (&self.result);
+    driftwatch__v1__agent_metrics__init (&self.metrics);
+    self.result.run_id = job->run_id;
+    self.result.job_id = job->job_id;
+    self.result.attempt_id = job->attempt_id;
+    self.result.started_ms = dw_now_ms ();
+    self.result.agent_exit_code = -1;
+    int rc = 0;
+
+    if (!job->task || !job->task->base_commit || !*job->task->base_commit) {
+        s_outcome (&self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "invalid_assignment",
+                   "the assignment has no task or no base_commit");
+    }
+    else if (!s_valid_attempt_id (job->attempt_id)) {
+        s_outcome (&self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "invalid_assignment",
+                   "attempt_id '%.64s' is not a plain name ([A-Za-z0-9._-], at most 128)",
+                   job->attempt_id ? job->attempt_id : "");
+    }
+    else {
+        int made = s_make_dirs (&self);
+        if (made < 0)
+            rc = -1;
+        else if (made == 0)
+            rc = s_execute (&self);
+    }
+
+    if (rc == 0 && s_fill_tests (&self) != 0)
+        rc = -1;
+    if (rc == 0 && self.result.outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_UNSPECIFIED)
+        s_outcome (&self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "no_outcome",
+                   "the attempt ended without an outcome");
+    if (rc == 0)
+        rc = s_pack (&self, packed, len);
+    dw_info ("attempt done attempt=%s job=%s outcome=%d reason=%s events=%" PRIu64,
+             job->attempt_id, job->job_id, self.result.outcome,
+             self.result.outcome_reason ? self.result.outcome_reason : "", self.events);
+
+    s_release_hooks (&self);
+    if (self.attempt_dir && !opts->keep_workspace)
+        dw_rm_rf (self.attempt_dir);
+    s_attempt_free (&self);
+    return rc;
+}
