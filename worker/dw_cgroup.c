@@ -48,7 +48,8 @@ struct dw_cgroup_t {
     int count;
     dw_hier_kind_t kinds[DW_CGROUP_HIER_MAX];
     char dirs[DW_CGROUP_HIER_MAX][PATH_MAX];
-    int procs_fds[DW_CGROUP_HIER_MAX];
+    /* DIR/cgroup.procs, built before fork so the child only opens it. */
+    char procs_paths[DW_CGROUP_HIER_MAX][PATH_MAX];
     int memory_enforced;
     int pids_enforced;
     int cpu_enforced;
@@ -394,7 +395,6 @@ s_add_hier (dw_cgroup_t *self, dw_hier_kind_t kind, const char *mount, const cha
     if (s_join_dir (self->dirs[self->count], mount, mount_self, parent, name) != 0)
         return;
     self->kinds[self->count] = kind;
-    self->procs_fds[self->count] = -1;
     self->count++;
 }
 
@@ -514,11 +514,12 @@ dw_cgroup_new (const dw_cgroup_layout_t *layout, const char *parent, const char 
             dw_cgroup_destroy (&self);
             return NULL;
         }
-        char procs[PATH_MAX];
-        s_fmt (procs, sizeof procs, "%s/cgroup.procs", self->dirs[i]);
-        self->procs_fds[i] = open (procs, O_WRONLY | O_CLOEXEC);
-        if (self->procs_fds[i] < 0) {
-            s_set_err (err, errlen, "cannot open %s for writing: %s", procs, strerror (errno));
+        /* Checked here so that joining in the child cannot fail on a
+         * missing or read-only file. */
+        char *procs = self->procs_paths[i];
+        if (s_fmt (procs, PATH_MAX, "%s/cgroup.procs", self->dirs[i]) < 0
+            || access (procs, W_OK) != 0) {
+            s_set_err (err, errlen, "cannot write %s: %s", procs, strerror (errno));
             dw_cgroup_destroy (&self);
             return NULL;
         }
@@ -540,9 +541,13 @@ int
 dw_cgroup_enter (const dw_cgroup_t *self)
 {
     int result = 0;
-    for (int i = 0; i < self->count; i++)
-        if (write (self->procs_fds[i], "0", 1) != 1)
+    for (int i = 0; i < self->count; i++) {
+        int fd = open (self->procs_paths[i], O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write (fd, "0", 1) != 1)
             result = -1;
+        if (fd >= 0)
+            close (fd);
+    }
     return result;
 }
 
@@ -587,10 +592,16 @@ dw_cgroup_pids (dw_cgroup_t *self, pid_t *pids, size_t max)
 static int
 s_kill_listed (dw_cgroup_t *self)
 {
-    static pid_t pids[DW_CGROUP_PIDS_MAX];
+    return dw_cgroup_signal (self, SIGKILL);
+}
+
+int
+dw_cgroup_signal (dw_cgroup_t *self, int signal)
+{
+    static __thread pid_t pids[DW_CGROUP_PIDS_MAX];
     int count = dw_cgroup_pids (self, pids, DW_CGROUP_PIDS_MAX);
     for (int i = 0; i < count; i++)
-        kill (pids[i], SIGKILL);
+        kill (pids[i], signal);
     return count;
 }
 
@@ -714,8 +725,6 @@ dw_cgroup_destroy (dw_cgroup_t **self_p)
         dw_cgroup_kill (self);
 
     for (int i = 0; i < self->count; i++) {
-        if (self->procs_fds[i] >= 0)
-            close (self->procs_fds[i]);
         if (!s_exists (self->dirs[i]))
             continue;
 
@@ -783,7 +792,7 @@ dw_cgroup_probe_layout (const dw_cgroup_layout_t *layout, const char *parent,
                   layout->version == DW_CGROUP_V2 ? "memory.max"
                   : layout->v1_memsw ? "memory.limit_in_bytes+memsw" : "memory.limit_in_bytes");
     else
-        s_fmt (text, sizeof text, "rlimit RLIMIT_AS per process only");
+        s_fmt (text, sizeof text, "rlimit RLIMIT_DATA per process only");
     s_entry (report, DW_LIMIT_MEMORY, "memory", 1, text);
 
     if (pids)

@@ -83,8 +83,7 @@ typedef struct {
 typedef struct dw_cgroup_t dw_cgroup_t;
 
 /* Create the group PARENT/NAME (PARENT NULL = DW_CGROUP_PARENT) in every
- * hierarchy the layout uses, write LIMITS, and open the cgroup.procs files
- * that dw_cgroup_enter writes to. NAME must be a single path component.
+ * hierarchy the layout uses and write LIMITS. NAME must be a single path component.
  * On v2, a worker that sits in its own delegated group is first moved into
  * a "supervisor" leaf so controllers can be enabled for the subtree.
  * Returns NULL with a message naming the file and the fix in ERR. */
@@ -92,9 +91,11 @@ dw_cgroup_t *dw_cgroup_new (const dw_cgroup_layout_t *layout, const char *parent
                             const char *name, const dw_cgroup_limits_t *limits, char *err,
                             size_t errlen);
 
-/* Move the calling process into the group by writing "0" to each
- * cgroup.procs file opened by dw_cgroup_new. Async-signal-safe: meant for
- * the child between fork and exec. Returns 0, or -1 if any write failed. */
+/* Move the calling process into the group by writing "0" to each of its
+ * cgroup.procs files. Async-signal-safe (open, write, close on paths built
+ * by dw_cgroup_new), because the process runner closes inherited
+ * descriptors before its pre-exec hook: meant for the child between fork
+ * and exec. Returns 0, or -1 if any write failed. */
 int dw_cgroup_enter (const dw_cgroup_t *self);
 
 /* Move process PID into the group. */
@@ -109,6 +110,10 @@ int dw_cgroup_pids (dw_cgroup_t *self, pid_t *pids, size_t max);
  * (if the freezer is mounted) so no process can fork while it is being
  * emptied. Returns 0 when the group is empty, -1 otherwise. Thread-safe. */
 int dw_cgroup_kill (dw_cgroup_t *self);
+
+/* Send SIGNAL to every process currently in the group (one pass, no
+ * waiting). Returns the number of processes signalled, or -1. */
+int dw_cgroup_signal (dw_cgroup_t *self, int signal);
 
 /* Read the usage figures. Returns 0, or -1 if the group is gone. */
 int dw_cgroup_usage (dw_cgroup_t *self, dw_cgroup_usage_t *usage);

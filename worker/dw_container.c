@@ -358,12 +358,20 @@ dw_container_argv (dw_container_t *self, char *const argv[], char ***out_argv)
 }
 
 int
-dw_container_kill (dw_container_t *self)
+dw_container_signal (dw_container_t *self, int signal)
 {
     if (!self)
         return -1;
-    char *const argv[] = { self->cli, "kill", "--signal", "KILL", self->name, NULL };
+    char number[16];
+    snprintf (number, sizeof number, "%d", signal);
+    char *const argv[] = { self->cli, "kill", "--signal", number, self->name, NULL };
     return dw_container_cli (argv, NULL, 0, DW_CONTAINER_CLI_TIMEOUT_MS) == 0 ? 0 : -1;
+}
+
+int
+dw_container_kill (dw_container_t *self)
+{
+    return dw_container_signal (self, SIGKILL);
 }
 
 int

@@ -54,6 +54,9 @@ int dw_container_argv (dw_container_t *self, char *const argv[], char ***out_arg
 /* Send SIGKILL to the container. Returns 0 or -1 (e.g. not running). */
 int dw_container_kill (dw_container_t *self);
 
+/* Send SIGNAL (a number, e.g. SIGTERM) to the container's processes. */
+int dw_container_signal (dw_container_t *self, int signal);
+
 /* Read the container's state through inspect. */
 int dw_container_state (dw_container_t *self, dw_container_state_t *state);
 

@@ -748,6 +748,30 @@ dw_sandbox_kill (void *sandbox)
         kill (pid, SIGKILL);
 }
 
+void
+dw_sandbox_kill_hook (void *sandbox, pid_t pgid, int signal)
+{
+    dw_sandbox_t *self = sandbox;
+    (void) pgid;
+    if (!self)
+        return;
+    if (signal == SIGKILL) {
+        dw_sandbox_kill (self);
+        return;
+    }
+    if (self->container) {
+        dw_container_signal (self->container, signal);
+        return;
+    }
+    if (self->cgroup)
+        dw_cgroup_signal (self->cgroup, signal);
+
+    /* Without a cgroup, bwrap ends on the signal and its pid namespace
+     * goes with it. */
+    else if (self->shared && self->shared->child_pid > 0)
+        kill (self->shared->child_pid, signal);
+}
+
 int
 dw_sandbox_usage (dw_sandbox_t *self, dw_sandbox_usage_t *usage)
 {

@@ -165,6 +165,11 @@ void dw_sandbox_pre_exec (void *sandbox);
  * kill for containers. Safe to call from any thread, more than once. */
 void dw_sandbox_kill (void *sandbox);
 
+/* Kill hook for the process runner (dw_proc_kill_fn): forwards SIGNAL to
+ * every process of the attempt, including those that left the process
+ * group (setsid); SIGKILL does a full dw_sandbox_kill. */
+void dw_sandbox_kill_hook (void *sandbox, pid_t pgid, int signal);
+
 /* Read what the attempt used so far. Returns 0 or -1. */
 int dw_sandbox_usage (dw_sandbox_t *self, dw_sandbox_usage_t *usage);
 
