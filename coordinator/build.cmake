@@ -7,7 +7,9 @@
 # (the glob is CONFIGURE_DEPENDS).
 
 if(CMAKE_SCRIPT_MODE_FILE)
-    # Script mode: -DOUT=<generated .c> -DSQL_FILES=<sorted ;-list>.
+    # Script mode: -DOUT=<generated .c> -DSQL_FILES=<sorted paths joined by |>.
+    # A ;-list would arrive as one escaped string through add_custom_command.
+    string(REPLACE "|" ";" SQL_FILES "${SQL_FILES}")
     set(_body "")
     set(_table "")
     set(_count 0)
@@ -52,7 +54,7 @@ endif()
 file(GLOB DW_SQL_MIGRATIONS CONFIGURE_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/sql/[0-9]*.sql")
 list(SORT DW_SQL_MIGRATIONS)
 set(DW_MIGRATIONS_C "${CMAKE_BINARY_DIR}/gen/dw_migrations.c")
-string(REPLACE ";" "\\;" _dw_sql_arg "${DW_SQL_MIGRATIONS}")
+string(REPLACE ";" "|" _dw_sql_arg "${DW_SQL_MIGRATIONS}")
 add_custom_command(
     OUTPUT "${DW_MIGRATIONS_C}"
     COMMAND ${CMAKE_COMMAND} "-DOUT=${DW_MIGRATIONS_C}" "-DSQL_FILES=${_dw_sql_arg}"
