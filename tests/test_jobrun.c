@@ -1,6 +1,7 @@
 /* dw_jobrun end to end: a throwaway git repository with a Python unittest
  * task (gold patch + hidden test_patch), agents written as shell commands,
  * real git, real processes, real grading. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,10 @@ static char base_sha[64];
 static char fix_sha[64];
 static char *gold_patch;
 static char *test_patch;
+/* Mirror cache directory name under ROOT, and the cancel flag, used by the
+ * next s_run calls. */
+static const char *cache_name = "cache";
+static volatile int cancel_flag;
 
 static int
 s_sh (const char *fmt, ...)
@@ -179,12 +184,13 @@ s_run (attempt_t *attempt, const char *id, const char *kind, const char *command
 
     char work[300], cache[300];
     snprintf (work, sizeof work, "%s/work", root);
-    snprintf (cache, sizeof cache, "%s/cache", root);
+    snprintf (cache, sizeof cache, "%s/%s", root, cache_name);
     memset (&attempt->events, 0, sizeof attempt->events);
     dw_jobrun_options_t options = {
         .work_root = work,
         .cache_dir = cache,
         .keep_workspace = keep,
+        .cancel = &cancel_flag,
         .on_event = s_on_event,
         .event_arg = &attempt->events,
     };
@@ -443,6 +449,88 @@ test_unknown_kind_and_bad_id (void)
 }
 
 static void
+test_diff_too_large (void)
+{
+    attempt_t attempt;
+    s_run (&attempt, "h-big", "command",
+           "head -c 1200000 /dev/zero | tr '\\0' y | fold -w 100 > big.txt", repo, 60, 0);
+    Driftwatch__V1__JobResult *result = attempt.result;
+    if (!result)
+        return;
+    CHECK (result->outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED,
+           "oversized diff: expected UNRESOLVED, got %d", result->outcome);
+    CHECK (strcmp (result->outcome_reason, "diff_too_large") == 0, "reason %s",
+           result->outcome_reason);
+    CHECK (result->diff_truncated, "diff_truncated not set");
+    CHECK (result->agent_diff.len > 0 && result->agent_diff.len <= DW_JOBRUN_DIFF_MAX,
+           "kept diff has %zu bytes", result->agent_diff.len);
+    s_free (&attempt);
+}
+
+static void *
+s_cancel_later (void *arg)
+{
+    (void) arg;
+    usleep (500 * 1000);
+    cancel_flag = 1;
+    return NULL;
+}
+
+static void
+test_cancel (void)
+{
+    attempt_t attempt;
+    pthread_t thread;
+    cancel_flag = 0;
+    pthread_create (&thread, NULL, s_cancel_later, NULL);
+    s_run (&attempt, "i-cancel", "command", "sleep 30", repo, 60, 0);
+    pthread_join (thread, NULL);
+    cancel_flag = 0;
+    Driftwatch__V1__JobResult *result = attempt.result;
+    if (!result)
+        return;
+    CHECK (result->outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_CANCELLED,
+           "cancelled attempt: expected CANCELLED, got %d", result->outcome);
+    CHECK (attempt.wall_ms < 5000, "cancel took %llu ms", (unsigned long long) attempt.wall_ms);
+    s_free (&attempt);
+}
+
+typedef struct {
+    const char *id;
+    attempt_t attempt;
+} parallel_t;
+
+static void *
+s_parallel_run (void *arg)
+{
+    parallel_t *run = arg;
+    s_run (&run->attempt, run->id, "stub", solve_command, repo, 60, 0);
+    return NULL;
+}
+
+/* Two attempts start together on an empty cache: the mirror lock must let
+ * one clone while the other waits, and both must solve the task. */
+static void
+test_parallel_shared_cache (void)
+{
+    cache_name = "cache-parallel";
+    parallel_t runs[2] = { { .id = "j-par1" }, { .id = "j-par2" } };
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create (&threads[i], NULL, s_parallel_run, &runs[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join (threads[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        Driftwatch__V1__JobResult *result = runs[i].attempt.result;
+        CHECK (result && result->outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_RESOLVED,
+               "parallel attempt %s: expected RESOLVED, got %d", runs[i].id,
+               result ? (int) result->outcome : -1);
+        s_free (&runs[i].attempt);
+    }
+    cache_name = "cache";
+}
+
+static void
 test_patch_paths (void)
 {
     const char *patch = "diff --git a/tests/test_x.py b/tests/test_x.py\n"
@@ -484,6 +572,9 @@ main (void)
     test_cheating_unresolved ();
     test_bad_url_infra_error ();
     test_unknown_kind_and_bad_id ();
+    test_diff_too_large ();
+    test_cancel ();
+    test_parallel_shared_cache ();
 
     free (gold_patch);
     free (test_patch);

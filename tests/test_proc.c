@@ -179,6 +179,18 @@ test_long_line (void)
 }
 
 static void
+test_merge_stderr (void)
+{
+    dw_proc_spec_t spec = { .merge_stderr = 1 };
+    dw_proc_result_t result;
+    lines_t lines;
+    s_run_sh ("echo out; echo err >&2; echo out2", &spec, &result, &lines);
+    CHECK (lines.count == 3, "expected 3 merged lines, got %d", lines.count);
+    CHECK (strcmp (lines.text[1], "err") == 0, "stderr line not merged in order: %s",
+           lines.text[1]);
+}
+
+static void
 test_stderr_cap (void)
 {
     char path[] = "/tmp/dw-test-proc-XXXXXX";
@@ -321,6 +333,7 @@ main (void)
     test_env_and_cwd ();
     test_long_line ();
     test_stderr_cap ();
+    test_merge_stderr ();
     test_timeout_kills_group ();
     test_leader_exit_kills_rest ();
     test_cancel ();

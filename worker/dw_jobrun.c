@@ -459,23 +459,34 @@ s_on_diff_line (void *arg, const char *line, size_t len, int truncated)
 }
 
 /* Replace the workspace's git config, which the agent could have changed,
- * so that "git add" cannot run a clean filter or anything else it names. */
+ * so that "git add" cannot run a clean filter or anything else it names,
+ * and exclude the caches that running tests leaves behind in repositories
+ * whose .gitignore does not cover them. */
 static int
 s_reset_git_config (dw_attempt_t *self)
 {
+    static const char exclude[] = "__pycache__/\n*.pyc\n.pytest_cache/\nnode_modules/\n";
     static const char config[] = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n"
                                  "\tbare = false\n\tlogallrefupdates = true\n"
                                  "[user]\n\tname = " DW_GIT_USER_NAME "\n"
                                  "\temail = " DW_GIT_USER_EMAIL "\n";
     char *config_path = dw_strdup_printf ("%s/.git/config", self->ws);
     char *attributes_path = dw_strdup_printf ("%s/.git/info/attributes", self->ws);
+    char *info_dir = dw_strdup_printf ("%s/.git/info", self->ws);
+    char *exclude_path = dw_strdup_printf ("%s/.git/info/exclude", self->ws);
     int rc = -1;
-    if (config_path && attributes_path) {
+    if (config_path && attributes_path && info_dir && exclude_path) {
         dw_rm_rf (attributes_path);
         rc = dw_write_file_atomic (config_path, config, sizeof config - 1, 0644);
+        if (rc == 0)
+            rc = dw_mkdir_p (info_dir, 0755);
+        if (rc == 0)
+            rc = dw_write_file_atomic (exclude_path, exclude, sizeof exclude - 1, 0644);
     }
     free (config_path);
     free (attributes_path);
+    free (info_dir);
+    free (exclude_path);
     return rc;
 }
 
@@ -493,7 +504,7 @@ s_take_diff (dw_attempt_t *self)
     }
 
     dw_git_options_t options = { .cwd = self->ws, .cancel = self->options->cancel };
-    const char *add[] = { "add", "--all", "--force", NULL };
+    const char *add[] = { "add", "--all", NULL };
     if (dw_git_run (&options, add, NULL, err, sizeof err) != 0) {
         s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED, "diff_failed",
                    "cannot stage the agent's changes: %s", err);
