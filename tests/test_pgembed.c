@@ -117,7 +117,7 @@ static void test_crash_reuse (const char *data_dir)
         char err[1024];
         dw_pgembed_t *pg = dw_pgembed_start (data_dir, err, sizeof err);
         if (pg)
-            query (dw_pgembed_conninfo (pg), "INSERT INTO kept VALUES ('crash')");
+            free (query (dw_pgembed_conninfo (pg), "INSERT INTO kept VALUES ('crash')"));
         _exit (pg ? 0 : 1);
     }
     int status = 0;
@@ -192,6 +192,8 @@ static void test_as_nobody (void)
         gid_t gid = pw->pw_gid;
         if (setgroups (1, &gid) != 0 || setgid (pw->pw_gid) != 0 || setuid (pw->pw_uid) != 0)
             _exit (2);
+        /* Count only this child's failures. */
+        s_failures = 0;
         char dir[] = "/tmp/dw-test-pgembed-nobody-XXXXXX";
         if (!mkdtemp (dir))
             _exit (3);
