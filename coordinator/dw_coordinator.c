@@ -23,40 +23,14 @@
 
 #include "dw_broker.h"
 #include "dw_config.h"
+#include "dw_detector_store.h"
 #include "dw_log.h"
+#include "dw_pgembed.h"
 #include "dw_plan.h"
 #include "dw_stats.h"
 #include "dw_store.h"
 #include "dw_suite.h"
 #include "dw_util.h"
-
-/* TODO: temporary until the private cluster and detector modules land. */
-#if __has_include("dw_pgembed.h")
-#include "dw_pgembed.h"
-#else
-typedef struct dw_pgembed_t dw_pgembed_t;
-static dw_pgembed_t *dw_pgembed_start (const char *dir, char *err, size_t n)
-{
-    (void) dir;
-    snprintf (err, n, "not built yet");
-    return NULL;
-}
-static const char *dw_pgembed_conninfo (dw_pgembed_t *c) { (void) c; return ""; }
-static void dw_pgembed_stop (dw_pgembed_t **c) { (void) c; }
-#endif
-#if __has_include("dw_detector_store.h")
-#include "dw_detector_store.h"
-#else
-#include <libpq-fe.h>
-static int dw_detector_command (PGconn *c, int argc, char **argv)
-{
-    (void) c; (void) argc; (void) argv;
-    return 0;
-}
-#endif
-#if !__has_include("dw_detector_store.h") || !__has_include("dw_pgembed.h")
-PGconn *dw_store_conn (dw_store_t *self);
-#endif
 
 /* Seconds local workers get to exit after the run before they are killed. */
 #define LOCAL_WORKER_EXIT_SECONDS 15
