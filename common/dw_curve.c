@@ -198,11 +198,12 @@ int dw_curve_keygen (const char *path, const char *role, const char *name, int f
 }
 
 /* Parse the certificate file PATH. With NEED_SECRET, reject group or other
- * permission bits; the check uses the opened descriptor, so a rename between
- * check and read cannot swap the file. */
+ * permission bits. The check uses the opened descriptor, so a rename between
+ * check and read cannot swap the file. Symbolic links are followed (secret
+ * stores often mount files as links) and the mode of the target counts. */
 static zconfig_t *read_cert_file (const char *path, int need_secret, char *err, size_t errlen)
 {
-    int fd = open (path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf (err, errlen, "cannot open certificate %s: %s", path, strerror (errno));
         return NULL;

@@ -209,6 +209,19 @@ static void test_load_secret_rejects (void)
     CHECK (cert != NULL, "a 0600 secret file was rejected: %s", err);
     zcert_destroy (&cert);
 
+    /* Through a symbolic link, the mode of the target counts. */
+    char *link_path = path_in ("link_secret");
+    CHECK (symlink (secret, link_path) == 0, "cannot create the link %s", link_path);
+    cert = dw_curve_load_secret (link_path, err, sizeof err);
+    CHECK (cert != NULL, "a link to a 0600 secret file was rejected: %s", err);
+    zcert_destroy (&cert);
+    chmod (secret, 0644);
+    cert = dw_curve_load_secret (link_path, err, sizeof err);
+    CHECK (cert == NULL, "a link to a 0644 secret file was accepted");
+    zcert_destroy (&cert);
+    chmod (secret, 0600);
+    free (link_path);
+
     /* The public file contains no secret key. */
     chmod (path, 0600);
     cert = dw_curve_load_secret (path, err, sizeof err);
