@@ -99,6 +99,9 @@ static int parse_uint (const char *text, const char *option, long min, long max,
 int main (int argc, char **argv)
 {
     dw_log_init ("coordinator", DW_LOG_INFO);
+    /* A closed stdout (coordinator ... | head) must not kill the process
+     * before it stops its private cluster. */
+    signal (SIGPIPE, SIG_IGN);
 
     static char data_dir[PATH_MAX];
     default_data_dir (data_dir, sizeof data_dir);
