@@ -378,7 +378,11 @@ dw_detector_calibrate (const dw_detector_calibration_t *c, double *h, char *err,
         return -1;
     }
 
-    int threads = c->threads < 1 ? 1 : c->threads > MAX_THREADS ? MAX_THREADS : c->threads;
+    int threads = c->threads;
+    if (threads < 1)
+        threads = 1;
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
     calib_job_t jobs[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     int running[MAX_THREADS] = {0};

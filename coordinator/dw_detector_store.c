@@ -53,7 +53,7 @@ s_classify (const char *outcome, int is_null)
         || strcmp (outcome, "timeout") == 0)
         return OUTCOME_FAIL;
     /* infra_error, harness_error, cancelled, and any value this code does
-     * not know: none of them says anything about the agent. */
+     * not know: none of them reflects the agent's work. */
     return OUTCOME_EXCLUDED;
 }
 

@@ -269,13 +269,13 @@ main (void)
         fprintf (stderr, "FATAL cannot connect: %s\n", PQerrorMessage (conn));
         return 1;
     }
+    exec_ok (conn, "SET client_min_messages TO warning");
     char schema[64];
     snprintf (schema, sizeof schema, "dw_detector_test_%d", (int) getpid ());
     char sql[512];
     snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s;"
               " SET search_path TO %s", schema, schema, schema);
     exec_ok (conn, sql);
-    exec_ok (conn, "SET client_min_messages TO warning");
     apply_migration (conn, "0001_core.sql");
     apply_migration (conn, "0002_detector.sql");
     seed_data (conn);
