@@ -83,7 +83,10 @@ sbx_run (char *const argv[], sbx_pre_exec_fn *pre_exec, void *arg, int timeout_m
         }
         if (open_pipe) {
             struct pollfd pfd = { fds[0], POLLIN, 0 };
-            int ready = poll (&pfd, 1, left > 0 ? (left < 50 ? (int) left : 50) : 50);
+            int wait_ms = 50;
+            if (left > 0 && left < wait_ms)
+                wait_ms = (int) left;
+            int ready = poll (&pfd, 1, wait_ms);
             if (ready > 0) {
                 char chunk[4096];
                 ssize_t got = read (fds[0], chunk, sizeof chunk);
@@ -100,7 +103,7 @@ sbx_run (char *const argv[], sbx_pre_exec_fn *pre_exec, void *arg, int timeout_m
             }
         }
         else {
-            struct timespec ts = { 0, 10 * 1000000L };
+            struct timespec ts = { 0, 1000000L };
             nanosleep (&ts, NULL);
         }
         pid_t done = waitpid (pid, &status, WNOHANG);

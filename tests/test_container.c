@@ -2,7 +2,6 @@
  * read-only root, non-root user, kill and removal, reaping of labelled
  * leftovers. Uses a busybox image imported locally (no registry); exits 77
  * when podman cannot run here. */
-#include <assert.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,14 @@
 #define TEST_IMAGE "localhost/driftwatch-test-busybox:1"
 
 static int s_failures = 0;
+
+/* Setup steps the rest of the test depends on; never compiled out. */
+#define REQUIRE(cond) do {                                              \
+        if (!(cond)) {                                                  \
+            fprintf (stderr, "FATAL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+            exit (1);                                                   \
+        }                                                               \
+    } while (0)
 
 #define CHECK(cond, ...) do {                                   \
         if (!(cond)) {                                          \
@@ -103,7 +110,7 @@ s_new (const dw_sandbox_config_t *cfg)
     dw_sandbox_t *sandbox = dw_sandbox_new (cfg, err, sizeof err);
     if (!sandbox)
         fprintf (stderr, "dw_sandbox_new failed: %s\n", err);
-    assert (sandbox);
+    REQUIRE (sandbox);
     return sandbox;
 }
 
@@ -112,7 +119,7 @@ s_run (dw_sandbox_t *sandbox, const char *script, int timeout_ms, sbx_result_t *
 {
     char *argv[] = { "/bin/sh", "-c", (char *) script, NULL };
     char **wrapped = NULL;
-    assert (dw_sandbox_wrap (sandbox, argv, &wrapped) == 0);
+    REQUIRE (dw_sandbox_wrap (sandbox, argv, &wrapped) == 0);
     /* podman is looked up by sbx_run's execv, which needs a path. */
     char *cli = wrapped[0];
     if (!strchr (cli, '/')) {
@@ -271,7 +278,7 @@ main (void)
 
     int port = 0;
     int listener = sbx_listen_tcp (&port);
-    assert (listener >= 0);
+    REQUIRE (listener >= 0);
     snprintf (s_port_env, sizeof s_port_env, "DW_TEST_PORT=%d", port);
 
     test_containment ();

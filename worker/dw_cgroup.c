@@ -631,8 +631,9 @@ dw_cgroup_kill (dw_cgroup_t *self)
 
     uint64_t deadline = dw_mono_ms () + DW_CGROUP_KILL_WAIT_MS;
     int freezer = s_find_dir (self, DW_HIER_FREEZER);
-    int remaining = -1;
-    while (remaining != 0) {
+    pid_t probe[1];
+    int remaining = dw_cgroup_pids (self, probe, 1);
+    while (remaining > 0) {
         if (self->version == DW_CGROUP_V2 && s_write_file (self->dirs[0], "cgroup.kill", "1") == 0)
             ;
         else if (freezer >= 0) {
@@ -645,8 +646,7 @@ dw_cgroup_kill (dw_cgroup_t *self)
         else
             s_kill_listed (self);
 
-        pid_t pids[1];
-        remaining = dw_cgroup_pids (self, pids, 1);
+        remaining = dw_cgroup_pids (self, probe, 1);
         if (remaining <= 0 || dw_mono_ms () >= deadline)
             break;
         s_sleep_ms (DW_CGROUP_RETRY_MS);

@@ -55,23 +55,36 @@ s_set_err (char *err, size_t errlen, const char *fmt, ...)
     va_end (args);
 }
 
-static int
-s_in_path (const char *program)
+/* Absolute path of PROGRAM found in PATH (heap string), or NULL. */
+static char *
+s_resolve (const char *program)
 {
+    if (strchr (program, '/'))
+        return access (program, X_OK) == 0 ? strdup (program) : NULL;
     const char *path = getenv ("PATH");
     char *copy = strdup (path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
     if (!copy)
-        return 0;
-    int found = 0;
+        return NULL;
+    char *found = NULL;
     char *saveptr = NULL;
     for (char *dir = strtok_r (copy, ":", &saveptr); dir && !found;
          dir = strtok_r (NULL, ":", &saveptr)) {
-        char candidate[PATH_MAX];
-        snprintf (candidate, sizeof candidate, "%s/%s", dir, program);
-        found = access (candidate, X_OK) == 0;
+        char *candidate = dw_strdup_printf ("%s/%s", dir, program);
+        if (candidate && access (candidate, X_OK) == 0)
+            found = candidate;
+        else
+            free (candidate);
     }
     free (copy);
     return found;
+}
+
+static int
+s_in_path (const char *program)
+{
+    char *found = s_resolve (program);
+    free (found);
+    return found != NULL;
 }
 
 const char *
@@ -181,7 +194,15 @@ dw_container_new (const dw_sandbox_config_t *cfg, const char *name, char *err, s
         return NULL;
     }
     self->is_podman = strstr (cli, "podman") != NULL;
-    self->cli = strdup (cli);
+    /* Absolute, because the process runner resolves argv[0] in the
+     * child's (usually empty) environment. */
+    self->cli = s_resolve (cli);
+    if (!self->cli) {
+        s_set_err (err, errlen, "container CLI '%s' not found in PATH: apt-get install "
+                   "podman runc", cli);
+        dw_container_destroy (&self);
+        return NULL;
+    }
     const char *runtime = cfg->container_runtime;
     if (!runtime && self->is_podman && s_in_path ("runc"))
         runtime = "runc";
@@ -383,7 +404,9 @@ dw_container_state (dw_container_t *self, dw_container_state_t *state)
                            "{{.State.Running}} {{.State.OOMKilled}} {{.State.ExitCode}}",
                            self->name, NULL };
     if (dw_container_cli (argv, out, sizeof out, DW_CONTAINER_CLI_TIMEOUT_MS) != 0)
-        return 0;   /* inspect fails only when the container does not exist */
+        /* NOTE: a failed inspect is read as "no such container", also
+         * when the CLI itself failed or timed out. */
+        return 0;
 
     char running[16] = "", oom[16] = "";
     int code = 0;

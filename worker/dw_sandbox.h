@@ -2,11 +2,12 @@
  * hidden tests while grading): filesystem view, network, user, limits.
  *
  * Two backends. Bubblewrap (default) builds a mount namespace in which the
- * system directories are read-only, the workspace, a private home and /tmp
- * are the only writable trees, and none of the worker's own files (data
- * dir, spool, keys, config, database socket) exist; the network namespace
- * is empty apart from an optional gateway socket directory. Podman runs
- * tasks that name an image (see dw_container.h).
+ * system directories are read-only and the workspace, a private home and
+ * /tmp are the only writable trees. None of the worker's own files (data
+ * dir, spool, keys, config, database socket) exist there. The network
+ * namespace is empty, and an optional gateway socket directory is the only
+ * way out. Podman runs tasks that name an image (see dw_container.h).
+ * One sandbox serves one run.
  *
  * The sandbox plugs into the process runner: dw_sandbox_wrap turns the
  * program's argv into the full command line, dw_sandbox_pre_exec runs in the
@@ -167,7 +168,10 @@ void dw_sandbox_kill (void *sandbox);
 
 /* Kill hook for the process runner (dw_proc_kill_fn): forwards SIGNAL to
  * every process of the attempt, including those that left the process
- * group (setsid); SIGKILL does a full dw_sandbox_kill. */
+ * group (setsid); SIGKILL does a full dw_sandbox_kill. Bubblewrap does not
+ * forward signals: a SIGTERM that reaches bwrap ends it, and its pid
+ * namespace dies with it, so under bwrap a SIGTERM acts as an immediate
+ * kill of the whole sandbox. */
 void dw_sandbox_kill_hook (void *sandbox, pid_t pgid, int signal);
 
 /* Read what the attempt used so far. Returns 0 or -1. */
