@@ -530,6 +530,48 @@ test_parallel_shared_cache (void)
     cache_name = "cache";
 }
 
+/* The agent owns the workspace's .git: settings there that name programs
+ * must not run in the worker, and a deleted .git must not lose the diff. */
+static void
+test_git_tampering (void)
+{
+    char marker[400];
+    snprintf (marker, sizeof marker, "%s/tamper-marker", root);
+    char command[2048];
+    snprintf (command, sizeof command,
+              "%s; git config core.fsmonitor 'touch %s.fsmonitor';"
+              "printf '* filter=evil diff=evil\\n' > .gitattributes;"
+              "git config filter.evil.clean 'touch %s.clean; cat';"
+              "git config diff.evil.textconv 'touch %s.textconv; cat'",
+              solve_command, marker, marker, marker);
+    attempt_t attempt;
+    s_run (&attempt, "k-tamper", "stub", command, repo, 60, 0);
+    if (attempt.result)
+        CHECK (attempt.result->outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_RESOLVED,
+               "tampered .git/config: expected RESOLVED, got %d (%s)", attempt.result->outcome,
+               attempt.result->detail);
+    s_free (&attempt);
+    const char *suffixes[] = { ".fsmonitor", ".clean", ".textconv" };
+    for (int i = 0; i < 3; i++) {
+        char path[450];
+        snprintf (path, sizeof path, "%s%s", marker, suffixes[i]);
+        CHECK (access (path, F_OK) != 0, "program from the agent's git config ran: %s", path);
+    }
+
+    snprintf (command, sizeof command, "%s; rm -rf .git", solve_command);
+    s_run (&attempt, "l-nogit", "stub", command, repo, 60, 0);
+    if (attempt.result) {
+        CHECK (attempt.result->outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_RESOLVED,
+               "deleted .git: expected RESOLVED, got %d (%s)", attempt.result->outcome,
+               attempt.result->detail);
+        CHECK (attempt.result->agent_diff.len > 0
+                   && !memmem (attempt.result->agent_diff.data, attempt.result->agent_diff.len,
+                               ".git/", 5),
+               "diff must hold the fix and nothing from .git");
+    }
+    s_free (&attempt);
+}
+
 static void
 test_patch_paths (void)
 {
@@ -573,6 +615,7 @@ main (void)
     test_bad_url_infra_error ();
     test_unknown_kind_and_bad_id ();
     test_diff_too_large ();
+    test_git_tampering ();
     test_cancel ();
     test_parallel_shared_cache ();
 

@@ -367,9 +367,9 @@ done:
 /* Remove everything from the new checkout that could lead past COMMIT or
  * back to the cache. */
 static int
-s_sanitize (const char *dest, volatile int *cancel, char *err, size_t err_size)
+s_sanitize (const char *dest, int bare, volatile int *cancel, char *err, size_t err_size)
 {
-    char *fetch_head = dw_strdup_printf ("%s/.git/FETCH_HEAD", dest);
+    char *fetch_head = dw_strdup_printf (bare ? "%s/FETCH_HEAD" : "%s/.git/FETCH_HEAD", dest);
     if (fetch_head) {
         unlink (fetch_head);
         free (fetch_head);
@@ -382,10 +382,12 @@ s_sanitize (const char *dest, volatile int *cancel, char *err, size_t err_size)
     return 0;
 }
 
-int
-dw_gitcache_checkout (const char *cache_dir, const char *url, const char *commit,
-                      const char *dest, unsigned depth, volatile int *cancel, char sha[41],
-                      char *err, size_t err_size)
+/* Shared part of checkout and snapshot: a new repository at DEST (bare
+ * when BARE) holding COMMIT fetched from the mirror, and no ref at all. */
+static int
+s_fetch_into (const char *cache_dir, const char *url, const char *commit, const char *dest,
+              int bare, unsigned depth, volatile int *cancel, char sha[41], char *err,
+              size_t err_size)
 {
     char *mirror = NULL;
     if (dw_gitcache_mirror (cache_dir, url, commit, cancel, &mirror, sha, err, err_size) != 0)
@@ -405,7 +407,7 @@ dw_gitcache_checkout (const char *cache_dir, const char *url, const char *commit
     }
     dw_git_options_t options = { .cwd = dest, .cancel = cancel };
     const char *init[] = { "-c", "init.defaultBranch=main", "init", "--quiet", "--template=",
-                           ".", NULL };
+                           bare ? "--bare" : ".", bare ? "." : NULL, NULL };
     if (dw_git_run (&options, init, NULL, err, err_size) != 0)
         goto done;
     const char *name[] = { "config", "user.name", DW_GIT_USER_NAME, NULL };
@@ -427,10 +429,12 @@ dw_gitcache_checkout (const char *cache_dir, const char *url, const char *commit
     s_unlock (lock_fd);
     lock_fd = -1;
 
-    const char *checkout[] = { "checkout", "--quiet", "--detach", sha, NULL };
-    if (dw_git_run (&options, checkout, NULL, err, err_size) != 0)
-        goto done;
-    if (s_sanitize (dest, cancel, err, err_size) != 0)
+    if (!bare) {
+        const char *checkout[] = { "checkout", "--quiet", "--detach", sha, NULL };
+        if (dw_git_run (&options, checkout, NULL, err, err_size) != 0)
+            goto done;
+    }
+    if (s_sanitize (dest, bare, cancel, err, err_size) != 0)
         goto done;
     rc = 0;
 
@@ -439,4 +443,20 @@ done:
     free (lock_path);
     free (mirror);
     return rc;
+}
+
+int
+dw_gitcache_checkout (const char *cache_dir, const char *url, const char *commit,
+                      const char *dest, unsigned depth, volatile int *cancel, char sha[41],
+                      char *err, size_t err_size)
+{
+    return s_fetch_into (cache_dir, url, commit, dest, 0, depth, cancel, sha, err, err_size);
+}
+
+int
+dw_gitcache_snapshot (const char *cache_dir, const char *url, const char *commit,
+                      const char *git_dir, volatile int *cancel, char *err, size_t err_size)
+{
+    char sha[41];
+    return s_fetch_into (cache_dir, url, commit, git_dir, 1, 1, cancel, sha, err, err_size);
 }

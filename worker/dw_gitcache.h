@@ -8,10 +8,10 @@
  * shared while a checkout copies objects out of it.
  *
  * A checkout is a new repository ("git init") into which only the base
- * commit is fetched from the mirror, so its objects are copied (never
- * shared through alternates) and nothing reachable after the base commit
- * exists in it: no remotes, no branches or tags, no FETCH_HEAD, an empty
- * reflog, and HEAD detached at the base commit. The agent therefore cannot
+ * commit is fetched from the mirror. Its objects are copied, never shared
+ * through alternates, and nothing after the base commit exists in it. It
+ * has no remotes, no branches or tags, no FETCH_HEAD, an empty reflog, and
+ * HEAD detached at the base commit. The agent therefore cannot
  * look up the fix in the history, and cannot reach the cache through the
  * checkout's configuration.
  *
@@ -77,5 +77,12 @@ int dw_gitcache_mirror (const char *cache_dir, const char *url, const char *comm
 int dw_gitcache_checkout (const char *cache_dir, const char *url, const char *commit,
                           const char *dest, unsigned depth, volatile int *cancel, char sha[41],
                           char *err, size_t err_size);
+
+/* Create GIT_DIR as a bare repository holding only COMMIT (depth 1), for
+ * use with --git-dir and --work-tree on a tree that must not be trusted
+ * (the agent's workspace, whose own .git the agent controls). Returns 0
+ * or -1 with ERR set. */
+int dw_gitcache_snapshot (const char *cache_dir, const char *url, const char *commit,
+                          const char *git_dir, volatile int *cancel, char *err, size_t err_size);
 
 #endif

@@ -17,7 +17,7 @@
 #define DW_GRADE_PATCH_PATHS_MAX 4096
 /* Largest output.json read for format "json". */
 #define DW_GRADE_JSON_MAX (64 * 1024 * 1024)
-/* Longest stdout line kept in the test log; longer lines are cut. */
+/* Maximum length of a test log line; longer lines are truncated. */
 #define DW_GRADE_LINE_MAX (64 * 1024)
 
 static void

@@ -5,6 +5,7 @@
  *   home/ tmp/    the agent's HOME and TMPDIR
  *   input/        task.json and prompt.txt (outside the workspace)
  *   logs/         agent.stderr (capped by dw_proc)
+ *   diff.git/     bare repository at base_commit for taking the agent's diff
  *   grade/        fresh checkout for grading
  *   grade-home/ grade-tmp/ scratch/   HOME, TMPDIR and patch files of grading
  *
@@ -47,8 +48,6 @@ extern char **environ;
 
 /* Most environment entries of the agent, including DW_STUB_* ones. */
 #define DW_JOBRUN_ENV_MAX 64
-/* Largest task file or prompt written for the agent. */
-#define DW_JOBRUN_INPUT_MAX (16 * 1024 * 1024)
 
 typedef struct {
     const Driftwatch__V1__JobAssignment *job;
@@ -71,6 +70,8 @@ typedef struct {
     char *task_file;
     char *prompt_file;
     char *stderr_file;
+    /* Bare repository used to take the diff (see s_take_diff). */
+    char *diff_git_dir;
     char base_sha[41];
 
     /* Agent diff, at most DW_JOBRUN_DIFF_MAX bytes. */
@@ -152,17 +153,29 @@ s_make_dirs (dw_attempt_t *self)
     self->task_file = dw_strdup_printf ("%s/%s/input/task.json", root, id);
     self->prompt_file = dw_strdup_printf ("%s/%s/input/prompt.txt", root, id);
     self->stderr_file = dw_strdup_printf ("%s/%s/logs/agent.stderr", root, id);
+    self->diff_git_dir = dw_strdup_printf ("%s/%s/diff.git", root, id);
     if (!self->attempt_dir || !self->ws || !self->home || !self->tmp || !self->input_dir
         || !self->logs_dir || !self->grade_dir || !self->grade_home || !self->grade_tmp
-        || !self->scratch || !self->task_file || !self->prompt_file || !self->stderr_file)
+        || !self->scratch || !self->task_file || !self->prompt_file || !self->stderr_file
+        || !self->diff_git_dir)
         return -1;
 
-    /* A retry of the same attempt id starts from nothing. */
+    /* A retry of the same attempt id starts from nothing. The attempt
+     * directory is world-traversable so that a sandbox running as another
+     * uid can reach the trees it binds; home and tmp stay private until
+     * the sandbox hands them over. */
     dw_rm_rf (self->attempt_dir);
+    if (dw_mkdir_p (self->options->work_root, 0755) != 0
+        || dw_mkdir_p (self->attempt_dir, 0755) != 0) {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR, "workdir_failed",
+                   "cannot create %s: %s", self->attempt_dir, strerror (errno));
+        return 1;
+    }
     const char *dirs[] = { self->home, self->tmp, self->input_dir, self->logs_dir,
                            self->grade_home, self->grade_tmp, self->scratch };
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        if (dw_mkdir_p (dirs[i], 0700) != 0) {
+        mode_t mode = dirs[i] == self->input_dir ? 0755 : 0700;
+        if (dw_mkdir_p (dirs[i], mode) != 0) {
             s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR, "workdir_failed",
                        "cannot create %s: %s", dirs[i], strerror (errno));
             return 1;
@@ -206,7 +219,7 @@ s_write_inputs (dw_attempt_t *self, int is_stub)
     json_object_set_new (doc, "requirements", json_string (task->requirements));
     json_object_set_new (doc, "interface", json_string (task->interface));
     if (is_stub) {
-        /* The stub replays the gold patch; a real agent never sees it. */
+        /* The stub replays the gold patch; a real agent never gets it. */
         json_object_set_new (doc, "patch", json_string (task->patch));
         json_object_set_new (doc, "extra_json", json_string (task->extra_json));
         s_merge_extra (doc, task->extra_json);
@@ -458,57 +471,57 @@ s_on_diff_line (void *arg, const char *line, size_t len, int truncated)
     self->diff_len += len + 1;
 }
 
-/* Replace the workspace's git config, which the agent could have changed,
- * so that "git add" cannot run a clean filter or anything else it names,
- * and exclude the caches that running tests leaves behind in repositories
- * whose .gitignore does not cover them. */
-static int
-s_reset_git_config (dw_attempt_t *self)
+/* Take the agent's diff without trusting the workspace's .git, which the
+ * agent controls: its config could name a clean filter or fsmonitor
+ * program, and a symlinked objects directory would make git write where
+ * the agent chose. A fresh bare repository holding only the base commit
+ * serves as the git dir instead, with the workspace as its work tree (git
+ * never descends into the work tree's own .git). */
+static void
+s_take_diff (dw_attempt_t *self, const char *url)
 {
     static const char exclude[] = "__pycache__/\n*.pyc\n.pytest_cache/\nnode_modules/\n";
-    static const char config[] = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n"
-                                 "\tbare = false\n\tlogallrefupdates = true\n"
-                                 "[user]\n\tname = " DW_GIT_USER_NAME "\n"
-                                 "\temail = " DW_GIT_USER_EMAIL "\n";
-    char *config_path = dw_strdup_printf ("%s/.git/config", self->ws);
-    char *attributes_path = dw_strdup_printf ("%s/.git/info/attributes", self->ws);
-    char *info_dir = dw_strdup_printf ("%s/.git/info", self->ws);
-    char *exclude_path = dw_strdup_printf ("%s/.git/info/exclude", self->ws);
-    int rc = -1;
-    if (config_path && attributes_path && info_dir && exclude_path) {
-        dw_rm_rf (attributes_path);
-        rc = dw_write_file_atomic (config_path, config, sizeof config - 1, 0644);
-        if (rc == 0)
-            rc = dw_mkdir_p (info_dir, 0755);
-        if (rc == 0)
-            rc = dw_write_file_atomic (exclude_path, exclude, sizeof exclude - 1, 0644);
-    }
-    free (config_path);
-    free (attributes_path);
-    free (info_dir);
-    free (exclude_path);
-    return rc;
-}
-
-static void
-s_take_diff (dw_attempt_t *self)
-{
     self->diff = malloc (DW_JOBRUN_DIFF_MAX);
     if (!self->diff)
         return;
+
     char err[512] = "";
-    if (s_reset_git_config (self) != 0) {
-        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED, "diff_failed",
-                   "cannot reset the workspace's git config: %s", strerror (errno));
+    if (dw_gitcache_snapshot (self->options->cache_dir, url, self->base_sha, self->diff_git_dir,
+                              self->options->cancel, err, sizeof err)
+        != 0) {
+        if (!s_cancelled (self))
+            s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR, "diff_failed",
+                       "cannot create the repository for the agent's diff: %s", err);
         return;
     }
 
-    dw_git_options_t options = { .cwd = self->ws, .cancel = self->options->cancel };
-    const char *add[] = { "add", "--all", NULL };
-    if (dw_git_run (&options, add, NULL, err, sizeof err) != 0) {
+    /* Caches that test runs leave behind, for repositories whose
+     * .gitignore does not cover them. */
+    char *info_dir = dw_strdup_printf ("%s/info", self->diff_git_dir);
+    char *exclude_path = dw_strdup_printf ("%s/info/exclude", self->diff_git_dir);
+    int written = info_dir && exclude_path && dw_mkdir_p (info_dir, 0755) == 0
+                  && dw_write_file_atomic (exclude_path, exclude, sizeof exclude - 1, 0644) == 0;
+    free (info_dir);
+    free (exclude_path);
+    if (!written) {
+        s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR, "diff_failed",
+                   "cannot write the exclude file in %s: %s", self->diff_git_dir,
+                   strerror (errno));
+        return;
+    }
+
+    char *git_dir_arg = dw_strdup_printf ("--git-dir=%s", self->diff_git_dir);
+    char *work_tree_arg = dw_strdup_printf ("--work-tree=%s", self->ws);
+    if (!git_dir_arg || !work_tree_arg)
+        goto done;
+    dw_git_options_t options = { .cwd = self->attempt_dir, .cancel = self->options->cancel };
+    const char *read_tree[] = { git_dir_arg, work_tree_arg, "read-tree", self->base_sha, NULL };
+    const char *add[] = { git_dir_arg, work_tree_arg, "add", "--all", NULL };
+    if (dw_git_run (&options, read_tree, NULL, err, sizeof err) != 0
+        || dw_git_run (&options, add, NULL, err, sizeof err) != 0) {
         s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED, "diff_failed",
                    "cannot stage the agent's changes: %s", err);
-        return;
+        goto done;
     }
 
     dw_diff_sink_t sink = { .attempt = self };
@@ -516,19 +529,24 @@ s_take_diff (dw_attempt_t *self)
     options.line_arg = &sink;
     options.line_max = DW_JOBRUN_DIFF_MAX;
     options.stdout_max = DW_JOBRUN_DIFF_MAX + 1;
-    const char *diff[] = { "diff", "--cached", "--binary", "--no-ext-diff", "--no-textconv",
-                           "--no-color", self->base_sha, "--", NULL };
+    const char *diff[] = { git_dir_arg, work_tree_arg, "diff", "--cached", "--binary",
+                           "--no-ext-diff", "--no-textconv", "--no-color", "--no-renames",
+                           self->base_sha, "--", NULL };
     dw_proc_result_t proc;
     if (dw_git_run (&options, diff, &proc, err, sizeof err) != 0) {
         s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED, "diff_failed",
                    "cannot take the agent's diff: %s", err);
-        return;
+        goto done;
     }
     if (proc.stdout_truncated)
         self->diff_truncated = 1;
     if (self->diff_truncated)
         s_outcome (self, DRIFTWATCH__V1__OUTCOME__OUTCOME_UNRESOLVED, "diff_too_large",
                    "the agent's diff is larger than %d bytes", DW_JOBRUN_DIFF_MAX);
+
+done:
+    free (git_dir_arg);
+    free (work_tree_arg);
 }
 
 static int
@@ -684,7 +702,7 @@ s_attempt_free (dw_attempt_t *self)
     char **paths[] = { &self->attempt_dir, &self->ws, &self->home, &self->tmp,
                        &self->input_dir, &self->logs_dir, &self->grade_dir, &self->grade_home,
                        &self->grade_tmp, &self->scratch, &self->task_file, &self->prompt_file,
-                       &self->stderr_file };
+                       &self->stderr_file, &self->diff_git_dir };
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         free (*paths[i]);
         *paths[i] = NULL;
@@ -745,7 +763,7 @@ s_execute (dw_attempt_t *self)
         goto done;
 
     /* The diff is kept for every outcome the agent reached, graded or not. */
-    s_take_diff (self);
+    s_take_diff (self, url);
     if (self->result.outcome || s_cancelled (self))
         goto done;
     rc = s_grade (self, url);
@@ -782,10 +800,10 @@ dw_jobrun_execute (const Driftwatch__V1__JobAssignment *job, const dw_jobrun_opt
                    job->attempt_id ? job->attempt_id : "");
     }
     else {
-        int made = s_make_dirs (&self);
-        if (made < 0)
+        int dirs_rc = s_make_dirs (&self);
+        if (dirs_rc < 0)
             rc = -1;
-        else if (made == 0)
+        else if (dirs_rc == 0)
             rc = s_execute (&self);
     }
 

@@ -13,8 +13,8 @@
  * execs. The program is looked up in PATH in the parent, before fork.
  *
  * Processes that leave the group (setsid, or a double fork into another
- * session) escape the kills below; the kill_hook exists so a sandbox can
- * kill a whole cgroup or container instead.
+ * session) escape the kills below. The kill_hook exists so that a sandbox
+ * can kill a whole cgroup or container instead.
  */
 #ifndef DW_PROC_H
 #define DW_PROC_H

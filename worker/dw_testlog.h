@@ -21,9 +21,9 @@
  *            the output of SWE-Bench-Pro's per-repository parsers.
  *
  * A name reported twice keeps its last status, except that FAILED and
- * ERROR stick: a later PASSED does not hide an earlier failure (pytest
+ * ERROR stick, so a later PASSED does not hide an earlier failure. pytest
  * reports a passing test again as ERROR when its teardown fails, and a
- * test retried by the runner still failed once).
+ * test that a runner retried still failed once.
  */
 #ifndef DW_TESTLOG_H
 #define DW_TESTLOG_H
@@ -32,7 +32,7 @@
 
 /* Most tests kept from one log; later ones are counted and dropped. */
 #define DW_TESTLOG_MAX_TESTS 200000
-/* Longest test name kept; longer names are skipped. */
+/* Maximum length of a test name; longer names are dropped. */
 #define DW_TESTLOG_NAME_MAX 4096
 
 /* Same numbers as driftwatch.v1.TestStatus. */
