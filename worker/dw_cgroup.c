@@ -177,7 +177,7 @@ s_list_has (const char *list, const char *word)
     return 0;
 }
 
-/* Fill MOUNT with ROOT/NAME when that directory holds a v1 hierarchy. */
+/* Fill MOUNT with ROOT/NAME when that directory is a v1 hierarchy. */
 static void
 s_find_v1 (const char *root, const char *const names[], char mount[PATH_MAX])
 {
@@ -287,8 +287,8 @@ dw_cgroup_detect (const char *root, const char *self_cgroup, dw_cgroup_layout_t 
     return 0;
 }
 
-/* Join BASE, PARENT and NAME into OUT; PARENT may be absolute (kept) or
- * relative (appended to BASE's SELF). */
+/* Join MOUNT, PARENT and NAME (NAME may be NULL) into OUT. An absolute
+ * PARENT starts at MOUNT, a relative one at SELF inside MOUNT. */
 static int
 s_join_dir (char out[PATH_MAX], const char *mount, const char *self, const char *parent,
             const char *name)
@@ -343,7 +343,9 @@ s_v2_prepare_parent (const dw_cgroup_layout_t *layout, const char *parent, char 
     }
 
     /* No internal processes: a worker in its own delegated group moves into
-     * a leaf first, then the group can hand controllers down. */
+     * a leaf first, then the group can hand controllers down.
+     * NOTE: only the fake-tree test covers v2 here; this move has not run
+     * on a real delegated v2 host. */
     if (s_v2_enable (anchor, layout) != 0 && errno == EBUSY) {
         char leaf[PATH_MAX];
         s_fmt (leaf, sizeof leaf, "%s/%s", anchor, DW_CGROUP_SUPERVISOR);
@@ -514,8 +516,8 @@ dw_cgroup_new (const dw_cgroup_layout_t *layout, const char *parent, const char 
             dw_cgroup_destroy (&self);
             return NULL;
         }
-        /* Checked here so that joining in the child cannot fail on a
-         * missing or read-only file. */
+        /* A missing or read-only file fails the creation here rather than
+         * the child's join. */
         char *procs = self->procs_paths[i];
         if (s_fmt (procs, PATH_MAX, "%s/cgroup.procs", self->dirs[i]) < 0
             || access (procs, W_OK) != 0) {

@@ -282,9 +282,11 @@ dw_preflight_run (const dw_preflight_options_t *options, dw_preflight_report_t *
     if (!options->skip_container)
         s_check_container (options, report);
 
+    const char *container = report->container_ok ? "ok" : "missing";
+    if (options->skip_container)
+        container = "skipped";
     dw_info ("preflight done bwrap=%s cgroup=%s container=%s userns=%s problems=%d",
              report->bwrap_ok ? "ok" : "missing", report->cgroup_ok ? "ok" : "missing",
-             options->skip_container ? "skipped" : report->container_ok ? "ok" : "missing",
-             report->userns_ok ? "ok" : "missing", report->message_count);
+             container, report->userns_ok ? "ok" : "missing", report->message_count);
     return report->bwrap_ok ? 0 : -1;
 }

@@ -2,18 +2,19 @@
  * name what is missing and how to fix it ("bubblewrap not found: apt-get
  * install bubblewrap").
  *
- * Checks: unprivileged user namespaces (kernel.unprivileged_userns_clone,
- * user.max_user_namespaces, the Ubuntu AppArmor restriction), bubblewrap
- * present and able to run /bin/true in the full sandbox, the cgroup
- * hierarchy writable with the limits it enforces, and podman / docker
- * present with a trivial container run when an image is given.
+ * The checks cover unprivileged user namespaces
+ * (kernel.unprivileged_userns_clone, user.max_user_namespaces, the Ubuntu
+ * AppArmor restriction) and bubblewrap running /bin/true in the full
+ * sandbox. They also create a limited cgroup and report how each limit is
+ * enforced, and check podman or docker, with a trivial container run when
+ * an image is given.
  */
 #ifndef DW_PREFLIGHT_H
 #define DW_PREFLIGHT_H
 
 #include "dw_cgroup.h"
 
-/* Most messages one report holds, and their length. */
+/* Maximum number of messages in one report, and their maximum length. */
 #define DW_PREFLIGHT_MESSAGES_MAX 16
 #define DW_PREFLIGHT_MESSAGE_LEN 512
 
