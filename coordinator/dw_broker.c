@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_curve.h"
 #include "dw_log.h"
 #include "dw_util.h"
 #include "dw_version.h"
@@ -52,6 +53,7 @@ struct dw_broker_t {
     dw_broker_config_t config;
     dw_store_t *store;
     zsock_t *router;
+    dw_curve_server_t *curve;
     char endpoint[256];
     zhashx_t *peers;               /* routing hex -> peer_t* */
     dw_wire_stats_t wire_stats;
@@ -152,6 +154,29 @@ dw_broker_t *dw_broker_new (dw_store_t *store, const dw_broker_config_t *config,
     zsock_set_sndtimeo (self->router, 0);
     zsock_set_router_handover (self->router, 1);
 
+    /* CURVE options must be on the socket before it binds. */
+    if (config->insecure) {
+        if (!dw_curve_endpoint_is_loopback (config->bind)) {
+            snprintf (err, errlen,
+                      "refusing to serve %s without CURVE: unencrypted operation is allowed only "
+                      "on a loopback endpoint; drop --insecure and give workers keys",
+                      config->bind);
+            dw_broker_destroy (&self);
+            return NULL;
+        }
+        dw_warn ("event=curve_disabled endpoint=%s reason=insecure_flag", config->bind);
+    }
+    else {
+        self->curve = dw_curve_server_new (self->router, config->curve_secret_path,
+                                           config->curve_allow_dir, err, errlen);
+        if (!self->curve) {
+            dw_broker_destroy (&self);
+            return NULL;
+        }
+        dw_info ("event=curve_enabled server_key=%s allow_dir=%s",
+                 dw_curve_server_public_key (self->curve), config->curve_allow_dir);
+    }
+
     int port = zsock_bind (self->router, "%s", config->bind);
     if (port < 0) {
         snprintf (err, errlen, "cannot bind %s: %s; pick a free port with --bind", config->bind,
@@ -184,6 +209,7 @@ void dw_broker_destroy (dw_broker_t **self_p)
     zlistx_destroy (&self->result_buffer);
     zhashx_destroy (&self->peers);
     zsock_destroy (&self->router);
+    dw_curve_server_destroy (&self->curve);
     free (self);
     *self_p = NULL;
 }
@@ -383,7 +409,7 @@ static void dispatch (dw_broker_t *self)
 /* --- message handlers ----------------------------------------------------------------- */
 
 static void handle_hello (dw_broker_t *self, zframe_t *routing_id, const char *routing_hex,
-                          Driftwatch__V1__Hello *hello)
+                          const char *key, Driftwatch__V1__Hello *hello)
 {
     if (!hello->worker_id || !*hello->worker_id || strlen (hello->worker_id) >= 128
         || hello->slots == 0 || hello->slots > 1024) {
@@ -392,9 +418,13 @@ static void handle_hello (dw_broker_t *self, zframe_t *routing_id, const char *r
         return;
     }
 
+    /* With CURVE the authenticated key is the identity; the id the worker
+     * claims is only a label. */
+    const char *identity = key ? key : hello->worker_id;
+
     /* The same worker on a new connection replaces its old entry. */
     for (peer_t *old = zhashx_first (self->peers); old; old = zhashx_next (self->peers))
-        if (strcmp (old->identity, hello->worker_id) == 0
+        if (strcmp (old->identity, identity) == 0
             && strcmp (old->routing_hex, routing_hex) != 0) {
             dw_info ("event=worker_reconnected worker=%s", old->identity);
             zhashx_delete (self->peers, old->routing_hex);
@@ -415,7 +445,7 @@ static void handle_hello (dw_broker_t *self, zframe_t *routing_id, const char *r
         snprintf (peer->routing_hex, sizeof peer->routing_hex, "%s", routing_hex);
         zhashx_insert (self->peers, routing_hex, peer);
     }
-    snprintf (peer->identity, sizeof peer->identity, "%s", hello->worker_id);
+    snprintf (peer->identity, sizeof peer->identity, "%s", identity);
     snprintf (peer->hostname, sizeof peer->hostname, "%s", hello->hostname);
     peer->slots = hello->slots;
     peer->credit = 0;
@@ -443,9 +473,9 @@ static void handle_hello (dw_broker_t *self, zframe_t *routing_id, const char *r
     env.welcome = &welcome;
     send_to (self, routing_id, peer->identity, &env);
 
-    dw_info ("event=worker_registered worker=%s host=%s slots=%u version=\"%s\" spooled=%zu "
-             "running=%zu",
-             peer->identity, peer->hostname, peer->slots, hello->worker_version,
+    dw_info ("event=worker_registered worker=%s name=%s host=%s slots=%u version=\"%s\" "
+             "spooled=%zu running=%zu",
+             peer->identity, hello->worker_id, peer->hostname, peer->slots, hello->worker_version,
              hello->n_spooled_attempt_ids, hello->n_running_attempt_ids);
     self->progress_dirty = 1;
 }
@@ -625,9 +655,18 @@ static void handle_message (dw_broker_t *self)
         goto cleanup;
     }
 
+    char key[DW_CURVE_KEY_TEXT_SIZE];
+    if (self->curve && dw_curve_peer_key (payload, key) != 0) {
+        /* zauth admitted the connection, so this should not happen; never
+         * fall back to the claimed id. */
+        log_peer_error (self, routing_hex, "message without an authenticated key");
+        dw_wire_free (&env);
+        goto cleanup;
+    }
+
     peer_t *peer = zhashx_lookup (self->peers, routing_hex);
     if (env->body_case == DRIFTWATCH__V1__ENVELOPE__BODY_HELLO) {
-        handle_hello (self, routing_id, routing_hex, env->hello);
+        handle_hello (self, routing_id, routing_hex, self->curve ? key : NULL, env->hello);
         dw_wire_free (&env);
         goto cleanup;
     }

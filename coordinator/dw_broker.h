@@ -42,6 +42,13 @@ typedef struct {
     uint32_t progress_seconds;
     /* Seconds to wait for in-flight results after a stop signal. */
     uint32_t stop_grace_seconds;
+    /* CURVE: the coordinator's secret certificate file and the directory of
+     * admitted worker certificates. With CURVE, a worker's identity is its
+     * authenticated public key, not the id it sends in Hello. */
+    const char *curve_secret_path;
+    const char *curve_allow_dir;
+    /* Plain TCP without CURVE: refused unless the bind endpoint is loopback. */
+    int insecure;
 } dw_broker_config_t;
 
 /* Create the broker and bind its socket. Returns NULL with the reason in ERR. */

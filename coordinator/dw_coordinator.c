@@ -23,6 +23,7 @@
 
 #include "dw_broker.h"
 #include "dw_config.h"
+#include "dw_curve.h"
 #include "dw_detector_store.h"
 #include "dw_log.h"
 #include "dw_pgembed.h"
@@ -279,6 +280,96 @@ static int resolve_suite (const dw_options_t *opts, dw_store_t *store, int64_t *
     return rc == 0 ? 0 : -1;
 }
 
+/* --- CURVE keys ---------------------------------------------------------------------- */
+
+typedef struct {
+    char keys_dir[PATH_MAX];
+    char public_path[PATH_MAX + 32];
+    char secret_path[PATH_MAX + 48];
+    char allow_dir[PATH_MAX + 16];
+} coordinator_keys_t;
+
+static void key_paths (const dw_options_t *opts, coordinator_keys_t *keys)
+{
+    snprintf (keys->keys_dir, sizeof keys->keys_dir, "%s/keys", opts->data_dir);
+    snprintf (keys->public_path, sizeof keys->public_path, "%s/coordinator.cert",
+              keys->keys_dir);
+    snprintf (keys->secret_path, sizeof keys->secret_path, "%s_secret", keys->public_path);
+    snprintf (keys->allow_dir, sizeof keys->allow_dir, "%s/workers", keys->keys_dir);
+}
+
+/* Create the coordinator's key pair and allow directory if missing. */
+static int ensure_coordinator_keys (const dw_options_t *opts, coordinator_keys_t *keys, int force,
+                                    int *created)
+{
+    key_paths (opts, keys);
+    *created = 0;
+    if (dw_mkdir_p (keys->allow_dir, 0755) != 0) {
+        fprintf (stderr, "coordinator: cannot create %s: %s\n", keys->allow_dir,
+                 strerror (errno));
+        return -1;
+    }
+    chmod (keys->keys_dir, 0755);
+    chmod (keys->allow_dir, 0755);
+    if (!force && access (keys->secret_path, F_OK) == 0)
+        return 0;
+    char err[512];
+    if (dw_curve_keygen (keys->public_path, "coordinator", "coordinator", force, err, sizeof err)
+        != 0) {
+        fprintf (stderr, "coordinator: cannot create the CURVE key: %s\n", err);
+        return -1;
+    }
+    *created = 1;
+    return 0;
+}
+
+/* Give local worker DIR a key pair and admit its public certificate. */
+static int admit_local_worker (const coordinator_keys_t *keys, const char *dir, const char *name,
+                               char *secret_path, size_t size)
+{
+    char public_path[PATH_MAX], err[512];
+    snprintf (public_path, sizeof public_path, "%s/worker.cert", dir);
+    snprintf (secret_path, size, "%s_secret", public_path);
+    if (access (secret_path, F_OK) != 0
+        && dw_curve_keygen (public_path, "worker", name, 0, err, sizeof err) != 0) {
+        fprintf (stderr, "coordinator: cannot create a key for local worker %s: %s\n", name, err);
+        return -1;
+    }
+
+    /* zauth reads every visible file: write a dot file, then rename it. */
+    size_t len = 0;
+    char *cert = dw_read_file (public_path, DW_CURVE_CERT_FILE_MAX, &len);
+    char staged[PATH_MAX * 2], admitted[PATH_MAX * 2];
+    snprintf (staged, sizeof staged, "%s/.%s.cert", keys->allow_dir, name);
+    snprintf (admitted, sizeof admitted, "%s/%s.cert", keys->allow_dir, name);
+    if (!cert || dw_write_file_atomic (staged, cert, len, 0644) != 0
+        || rename (staged, admitted) != 0) {
+        fprintf (stderr, "coordinator: cannot admit local worker %s: %s\n", name, strerror (errno));
+        free (cert);
+        return -1;
+    }
+    free (cert);
+    return 0;
+}
+
+int dw_coordinator_keygen (const dw_options_t *opts)
+{
+    coordinator_keys_t keys;
+    int created = 0;
+    if (ensure_coordinator_keys (opts, &keys, opts->force, &created) != 0)
+        return DW_EXIT_ERROR;
+    char public_key[DW_CURVE_KEY_TEXT_SIZE], err[512];
+    if (dw_curve_load_public (keys.public_path, public_key, err, sizeof err) != 0) {
+        fprintf (stderr, "coordinator: %s\n", err);
+        return DW_EXIT_ERROR;
+    }
+    printf ("%s %s\n", created ? "created" : "kept the existing key", keys.public_path);
+    printf ("coordinator public key: %s\n", public_key);
+    printf ("give workers: --server-key %s (or copy %s to them)\n", public_key, keys.public_path);
+    printf ("admit a worker: copy its worker.cert into %s/\n", keys.allow_dir);
+    return DW_EXIT_OK;
+}
+
 /* --- local workers --------------------------------------------------------------------- */
 
 typedef struct {
@@ -287,7 +378,7 @@ typedef struct {
 } local_workers_t;
 
 static int start_local_workers (const dw_options_t *opts, const char *endpoint,
-                                local_workers_t *workers)
+                                const coordinator_keys_t *keys, local_workers_t *workers)
 {
     char worker_path[PATH_MAX];
     snprintf (worker_path, sizeof worker_path, "%s/worker", dw_self_dir ());
@@ -310,6 +401,26 @@ static int start_local_workers (const dw_options_t *opts, const char *endpoint,
         snprintf (log_path, sizeof log_path, "%s/worker-%d.log", logs, i + 1);
         snprintf (hb, sizeof hb, "%d", opts->heartbeat_ms);
 
+        char secret[PATH_MAX + 32];
+        if (!opts->insecure) {
+            if (dw_mkdir_p (dir, 0700) != 0
+                || admit_local_worker (keys, dir, id, secret, sizeof secret) != 0)
+                return -1;
+        }
+        char *argv[20] = { worker_path, "--coordinator", (char *) endpoint, "--slots", "1",
+                           "--data-dir", dir, "--id", id, "--heartbeat-ms", hb,
+                           "--exit-on-drain" };
+        int argc = 12;
+        if (opts->insecure)
+            argv[argc++] = "--insecure";
+        else {
+            argv[argc++] = "--key";
+            argv[argc++] = secret;
+            argv[argc++] = "--server-key";
+            argv[argc++] = (char *) keys->public_path;
+        }
+        argv[argc] = NULL;
+
         pid_t pid = fork ();
         if (pid < 0) {
             fprintf (stderr, "coordinator: cannot start a local worker: %s\n", strerror (errno));
@@ -322,9 +433,6 @@ static int start_local_workers (const dw_options_t *opts, const char *endpoint,
                 dup2 (fd, STDOUT_FILENO);
                 dup2 (fd, STDERR_FILENO);
             }
-            char *argv[] = { worker_path, "--coordinator", (char *) endpoint, "--slots", "1",
-                             "--data-dir", dir, "--id", id, "--heartbeat-ms", hb,
-                             "--exit-on-drain", NULL };
             execv (worker_path, argv);
             _exit (127);
         }
@@ -446,10 +554,20 @@ static void build_agent_config (const dw_options_t *opts, Driftwatch__V1__AgentC
 
 static int run_detector (database_t *db, const dw_options_t *opts, const char *day)
 {
-    char *argv[] = { "detect", "--track", (char *) opts->track, "--date", (char *) day, NULL };
+    char *argv[16] = { "detect", "--track", (char *) opts->track, "--date", (char *) day };
+    int argc = 5;
+    if (opts->baseline_days) {
+        argv[argc++] = "--baseline-days";
+        argv[argc++] = (char *) opts->baseline_days;
+    }
+    if (opts->baseline_min_runs) {
+        argv[argc++] = "--baseline-min-runs";
+        argv[argc++] = (char *) opts->baseline_min_runs;
+    }
+    argv[argc] = NULL;
     printf ("\n");
     fflush (stdout);
-    return dw_detector_command (dw_store_conn (db->store), 5, argv);
+    return dw_detector_command (dw_store_conn (db->store), argc, argv);
 }
 
 int dw_coordinator_run (const dw_options_t *opts)
@@ -533,6 +651,14 @@ int dw_coordinator_run (const dw_options_t *opts)
     fflush (stdout);
     dw_store_set_run_status (db.store, run_id, "running");
 
+    coordinator_keys_t keys;
+    int keys_created = 0;
+    memset (&keys, 0, sizeof keys);
+    if (!opts->insecure && ensure_coordinator_keys (opts, &keys, 0, &keys_created) != 0)
+        goto cleanup;
+    if (keys_created)
+        printf ("created the coordinator's CURVE key %s\n", keys.public_path);
+
     char bind[256];
     if (opts->bind)
         snprintf (bind, sizeof bind, "%s", opts->bind);
@@ -551,6 +677,9 @@ int dw_coordinator_run (const dw_options_t *opts)
         .max_attempts = opts->max_attempts,
         .progress_seconds = 10,
         .stop_grace_seconds = 30,
+        .curve_secret_path = keys.secret_path,
+        .curve_allow_dir = keys.allow_dir,
+        .insecure = opts->insecure,
     };
     broker = dw_broker_new (db.store, &broker_config, err, sizeof err);
     if (!broker) {
@@ -559,7 +688,7 @@ int dw_coordinator_run (const dw_options_t *opts)
     }
     if (opts->local_workers == 0)
         printf ("waiting for workers on %s\n", dw_broker_endpoint (broker));
-    if (start_local_workers (opts, dw_broker_endpoint (broker), &workers) != 0)
+    if (start_local_workers (opts, dw_broker_endpoint (broker), &keys, &workers) != 0)
         goto cleanup;
 
     dw_broker_status_t status = dw_broker_run (broker);

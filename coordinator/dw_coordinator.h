@@ -30,11 +30,21 @@ typedef struct {
     int heartbeat_ms;
     const char *db;
     const char *data_dir;
+    /* Plain TCP without CURVE (loopback endpoints only). */
+    int insecure;
+    /* Detector settings passed to the daily detection ("" = its defaults). */
+    const char *baseline_days;
+    const char *baseline_min_runs;
+    int force;
 } dw_options_t;
 
 int dw_coordinator_run (const dw_options_t *opts);
 int dw_coordinator_import (const dw_options_t *opts, const char *path);
 int dw_coordinator_migrate (const dw_options_t *opts);
 int dw_coordinator_detect (const dw_options_t *opts, int argc, char **argv);
+
+/* Create the coordinator's CURVE key pair in DATA_DIR/keys and the worker
+ * allow-list directory, and print what workers need. */
+int dw_coordinator_keygen (const dw_options_t *opts);
 
 #endif

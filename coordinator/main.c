@@ -34,6 +34,7 @@ static void usage (FILE *out)
              "       coordinator import SUITE_FILE [--name NAME] [--db CONNINFO]\n"
              "       coordinator detect [--track NAME] [--date YYYY-MM-DD] [--json] ...\n"
              "       coordinator migrate [--db CONNINFO]\n"
+             "       coordinator keygen [--data-dir DIR] [--force]\n"
              "\n"
              "Run options:\n"
              "  --date DAY            day to run: today or YYYY-MM-DD (required)\n"
@@ -56,6 +57,15 @@ static void usage (FILE *out)
              "  --infra-policy P      exclude | fail | reject-day: how infrastructure errors\n"
              "                        enter pass rates (default exclude)\n"
              "  --heartbeat-ms MS     heartbeat interval (default 1000)\n"
+             "  --insecure            no CURVE encryption or worker keys; allowed only when\n"
+             "                        binding a loopback endpoint\n"
+             "  --baseline-days N     detector baseline length in valid days (default 14)\n"
+             "  --baseline-min-runs N detector baseline size in valid runs (default 1500)\n"
+             "\n"
+             "Workers authenticate with CURVE: 'coordinator keygen' creates the coordinator's\n"
+             "key in DATA_DIR/keys; a worker's public certificate (from 'worker keygen') copied\n"
+             "into DATA_DIR/keys/workers/ admits it, without a restart. Local workers get\n"
+             "keys automatically.\n"
              "\n"
              "Common options:\n"
              "  --db CONNINFO         PostgreSQL connection string (else DATABASE_URL, PG*\n"
@@ -133,7 +143,8 @@ int main (int argc, char **argv)
 
     enum { OPT_DATE = 256, OPT_SUITE, OPT_PANEL, OPT_REPEATS, OPT_TRACK, OPT_LOCAL, OPT_BIND,
            OPT_AGENT, OPT_AGENT_CMD, OPT_MODEL, OPT_TURNS, OPT_WALL, OPT_GRADE, OPT_ATTEMPTS,
-           OPT_POLICY, OPT_HB, OPT_DB, OPT_DATA, OPT_NAME, OPT_VERSION };
+           OPT_POLICY, OPT_HB, OPT_DB, OPT_DATA, OPT_NAME, OPT_VERSION, OPT_INSECURE,
+           OPT_BASE_DAYS, OPT_BASE_RUNS, OPT_FORCE };
     static const struct option options[] = {
         { "date", required_argument, NULL, OPT_DATE },
         { "suite", required_argument, NULL, OPT_SUITE },
@@ -155,6 +166,10 @@ int main (int argc, char **argv)
         { "data-dir", required_argument, NULL, OPT_DATA },
         { "name", required_argument, NULL, OPT_NAME },
         { "version", no_argument, NULL, OPT_VERSION },
+        { "insecure", no_argument, NULL, OPT_INSECURE },
+        { "baseline-days", required_argument, NULL, OPT_BASE_DAYS },
+        { "baseline-min-runs", required_argument, NULL, OPT_BASE_RUNS },
+        { "force", no_argument, NULL, OPT_FORCE },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -211,6 +226,18 @@ int main (int argc, char **argv)
         case OPT_DATA: snprintf (data_dir, sizeof data_dir, "%s", optarg); break;
         case OPT_NAME: opts.suite_name = optarg; break;
         case OPT_VERSION: printf ("%s\n", dw_version_string ()); return 0;
+        case OPT_INSECURE: opts.insecure = 1; break;
+        case OPT_BASE_DAYS:
+            if (parse_uint (optarg, "--baseline-days", 1, 3650, &value) != 0)
+                return 2;
+            opts.baseline_days = optarg;
+            break;
+        case OPT_BASE_RUNS:
+            if (parse_uint (optarg, "--baseline-min-runs", 1, 100000000, &value) != 0)
+                return 2;
+            opts.baseline_min_runs = optarg;
+            break;
+        case OPT_FORCE: opts.force = 1; break;
         case 'h': usage (stdout); return 0;
         default: usage (stderr); return 2;
         }
@@ -230,8 +257,11 @@ int main (int argc, char **argv)
     }
     if (strcmp (command, "migrate") == 0)
         return dw_coordinator_migrate (&opts);
+    if (strcmp (command, "keygen") == 0)
+        return dw_coordinator_keygen (&opts);
     if (strcmp (command, "run") != 0) {
-        fprintf (stderr, "coordinator: unknown command '%s'; use run, import, detect or migrate\n",
+        fprintf (stderr, "coordinator: unknown command '%s'; use run, import, detect, migrate or "
+                         "keygen\n",
                  command);
         return 2;
     }

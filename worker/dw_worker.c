@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dw_curve.h"
 #include "dw_jobrun.h"
 #include "dw_log.h"
 #include "dw_spool.h"
@@ -410,6 +411,16 @@ static int connect_dealer (worker_t *self)
     dw_wire_configure_socket (self->dealer);
     /* Reconnection is handled here with fresh sockets, not by libzmq. */
     zsock_set_reconnect_ivl (self->dealer, 1000);
+    if (!self->config->insecure) {
+        char err[512];
+        if (dw_curve_client_apply (self->dealer, self->config->curve_secret_path,
+                                   self->config->server_key, err, sizeof err)
+            != 0) {
+            dw_error ("event=curve_setup_failed error=\"%s\"", err);
+            zsock_destroy (&self->dealer);
+            return -1;
+        }
+    }
     if (zsock_connect (self->dealer, "%s", self->config->coordinator) != 0) {
         dw_error ("event=connect_failed endpoint=%s error=\"%s\"", self->config->coordinator,
                   zmq_strerror (zmq_errno ()));
@@ -728,6 +739,18 @@ static int setup (worker_t *self, const dw_worker_config_t *config)
     }
     if (load_worker_id (self) != 0)
         return -1;
+    if (config->insecure && !dw_curve_endpoint_is_loopback (config->coordinator)) {
+        dw_error ("event=insecure_refused endpoint=%s reason=\"unencrypted operation is allowed "
+                  "only on a loopback endpoint; give the worker a key and --server-key\"",
+                  config->coordinator);
+        return -1;
+    }
+    if (!config->insecure && (!config->server_key || !config->curve_secret_path)) {
+        dw_error ("event=curve_missing reason=\"--server-key is required (the coordinator's "
+                  "public key or certificate file); create this worker's key with 'worker "
+                  "keygen'\"");
+        return -1;
+    }
 
     self->jobs = zhashx_new ();
     zhashx_set_destructor (self->jobs, job_destroy);

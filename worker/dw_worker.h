@@ -40,6 +40,12 @@ typedef struct {
     /* Seconds a SIGTERM'd worker waits for running jobs before handing them back. */
     uint32_t drain_seconds;
     int keep_workspaces;
+    /* CURVE: this worker's secret certificate file and the coordinator's
+     * public key (Z85 text or a certificate file). */
+    const char *curve_secret_path;
+    const char *server_key;
+    /* Plain TCP without CURVE: refused unless the endpoint is loopback. */
+    int insecure;
 } dw_worker_config_t;
 
 /* Run the worker until it is told to stop (SIGINT/SIGTERM or DRAIN with

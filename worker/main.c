@@ -1,5 +1,6 @@
 /* worker: the driftwatch worker daemon. Parses the command line and runs
  * dw_worker_run; see dw_worker.h for what the daemon does. */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "dw_config.h"
+#include "dw_curve.h"
 #include "dw_log.h"
 #include "dw_util.h"
 #include "dw_version.h"
@@ -16,7 +18,8 @@
 static void usage (FILE *out)
 {
     fprintf (out,
-             "usage: worker --coordinator ENDPOINT [options]\n"
+             "usage: worker --coordinator ENDPOINT --server-key KEY|FILE [options]\n"
+             "       worker keygen [--data-dir DIR] [--id NAME] [--force]\n"
              "\n"
              "Runs coding-agent jobs for a driftwatch coordinator.\n"
              "\n"
@@ -32,6 +35,12 @@ static void usage (FILE *out)
              "                          handing them back (default 30)\n"
              "  --exit-on-drain         exit when the coordinator ends the run\n"
              "  --keep-workspaces       keep each attempt's directories (debugging)\n"
+             "  --server-key KEY|FILE   the coordinator's public key (Z85 text) or its\n"
+             "                          certificate file (required unless --insecure)\n"
+             "  --key FILE              this worker's secret certificate\n"
+             "                          (default DATA_DIR/worker.cert_secret)\n"
+             "  --insecure              no CURVE; allowed only for a loopback coordinator\n"
+             "  --force                 keygen: replace an existing key\n"
              "  --version               print the version and exit\n",
              DW_WORKER_MAX_SLOTS);
 }
@@ -62,6 +71,32 @@ static void default_data_dir (char *out, size_t size)
                   getenv ("HOME") ? getenv ("HOME") : "/tmp");
 }
 
+/* Create this worker's CURVE key pair in DATA_DIR and say how to admit it. */
+static int keygen (const char *data_dir, const char *name, int force)
+{
+    char host[64] = "worker";
+    if (!name) {
+        gethostname (host, sizeof host - 1);
+        name = host;
+    }
+    if (dw_mkdir_p (data_dir, 0700) != 0) {
+        fprintf (stderr, "worker: cannot create %s: %s\n", data_dir, strerror (errno));
+        return 1;
+    }
+    char public_path[PATH_MAX], err[512], key[DW_CURVE_KEY_TEXT_SIZE];
+    snprintf (public_path, sizeof public_path, "%s/worker.cert", data_dir);
+    if (dw_curve_keygen (public_path, "worker", name, force, err, sizeof err) != 0
+        || dw_curve_load_public (public_path, key, err, sizeof err) != 0) {
+        fprintf (stderr, "worker: %s\n", err);
+        return 1;
+    }
+    printf ("created %s and %s_secret\n", public_path, public_path);
+    printf ("worker public key: %s\n", key);
+    printf ("admit this worker: copy %s into the coordinator's DATA_DIR/keys/workers/\n",
+            public_path);
+    return 0;
+}
+
 int main (int argc, char **argv)
 {
     dw_log_init ("worker", DW_LOG_INFO);
@@ -78,7 +113,15 @@ int main (int argc, char **argv)
     config.stub_agent = default_stub_agent ();
 
     enum { OPT_SLOTS = 256, OPT_DATA, OPT_ID, OPT_STUB, OPT_HB, OPT_DRAIN, OPT_EXIT, OPT_KEEP,
-           OPT_VERSION };
+           OPT_VERSION, OPT_SERVER_KEY, OPT_KEY, OPT_INSECURE, OPT_FORCE };
+    const char *command = NULL;
+    if (argc > 1 && argv[1][0] != '-') {
+        command = argv[1];
+        argv++;
+        argc--;
+    }
+    int force = 0;
+    static char key_path[PATH_MAX + 32];
     static const struct option options[] = {
         { "coordinator", required_argument, NULL, 'c' },
         { "slots", required_argument, NULL, OPT_SLOTS },
@@ -90,6 +133,10 @@ int main (int argc, char **argv)
         { "exit-on-drain", no_argument, NULL, OPT_EXIT },
         { "keep-workspaces", no_argument, NULL, OPT_KEEP },
         { "version", no_argument, NULL, OPT_VERSION },
+        { "server-key", required_argument, NULL, OPT_SERVER_KEY },
+        { "key", required_argument, NULL, OPT_KEY },
+        { "insecure", no_argument, NULL, OPT_INSECURE },
+        { "force", no_argument, NULL, OPT_FORCE },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -128,6 +175,10 @@ int main (int argc, char **argv)
         case OPT_EXIT: config.exit_on_drain = 1; break;
         case OPT_KEEP: config.keep_workspaces = 1; break;
         case OPT_VERSION: printf ("%s\n", dw_version_string ()); return 0;
+        case OPT_SERVER_KEY: config.server_key = optarg; break;
+        case OPT_KEY: snprintf (key_path, sizeof key_path, "%s", optarg); break;
+        case OPT_INSECURE: config.insecure = 1; break;
+        case OPT_FORCE: force = 1; break;
         case 'h': usage (stdout); return 0;
         default: usage (stderr); return 2;
         }
@@ -137,6 +188,15 @@ int main (int argc, char **argv)
         usage (stderr);
         return 2;
     }
+    if (command && strcmp (command, "keygen") == 0)
+        return keygen (data_dir, config.worker_id, force);
+    if (command) {
+        fprintf (stderr, "worker: unknown command '%s'; the only command is keygen\n", command);
+        return 2;
+    }
+    if (!key_path[0])
+        snprintf (key_path, sizeof key_path, "%s/worker.cert_secret", data_dir);
+    config.curve_secret_path = key_path;
     if (!config.coordinator) {
         fprintf (stderr, "worker: --coordinator ENDPOINT is required, e.g. "
                          "--coordinator tcp://127.0.0.1:7555\n");
