@@ -17,7 +17,7 @@ packages=(
     libpq-dev libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev
     postgresql postgresql-contrib
     bubblewrap podman runc uidmap iproute2 util-linux procps
-    python3 clang valgrind
+    python3 clang valgrind busybox-static
 )
 # Node.js and npm: keep an existing installation (it may come from another
 # source whose nodejs package conflicts with Debian's npm).
