@@ -191,6 +191,7 @@ s_run (attempt_t *attempt, const char *id, const char *kind, const char *command
         .cache_dir = cache,
         .keep_workspace = keep,
         .cancel = &cancel_flag,
+        .worker_id = "w-test",
         .on_event = s_on_event,
         .event_arg = &attempt->events,
     };
@@ -242,6 +243,7 @@ test_solve_resolved (void)
            "solving agent: expected RESOLVED, got %d (%s)", result->outcome, result->detail);
     CHECK (strcmp (result->run_id, "run-1") == 0 && strcmp (result->attempt_id, "a-solve") == 0,
            "ids not copied");
+    CHECK (strcmp (result->worker_id, "w-test") == 0, "worker_id not copied");
     CHECK (s_status (result, f2p[0]) == DRIFTWATCH__V1__TEST_STATUS__TEST_PASSED,
            "fail_to_pass test not PASSED");
     CHECK (s_status (result, p2p[0]) == DRIFTWATCH__V1__TEST_STATUS__TEST_PASSED,

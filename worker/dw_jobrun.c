@@ -786,6 +786,8 @@ dw_jobrun_execute (const Driftwatch__V1__JobAssignment *job, const dw_jobrun_opt
     self.result.run_id = job->run_id;
     self.result.job_id = job->job_id;
     self.result.attempt_id = job->attempt_id;
+    if (opts->worker_id)
+        self.result.worker_id = (char *) opts->worker_id;
     self.result.started_ms = dw_now_ms ();
     self.result.agent_exit_code = -1;
     int rc = 0;

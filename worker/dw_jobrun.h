@@ -109,6 +109,8 @@ typedef struct {
     const dw_jobrun_hook_t *agent_hook;
     /* Sandbox for the agent and the tests; NULL runs them unconfined. */
     const dw_jobrun_hook_t *sandbox_hook;
+    /* Copied into JobResult.worker_id when set. */
+    const char *worker_id;
 } dw_jobrun_options_t;
 
 /* Run JOB and return its result, packed, in *PACKED (malloc'd, caller
