@@ -321,6 +321,8 @@ test_nothing_unresolved (void)
     CHECK (atoi (line) == 0, "workspace has %s remotes", line);
     s_capture (line, sizeof line, "git -C %s for-each-ref | wc -l", path);
     CHECK (atoi (line) == 0, "workspace has %s refs", line);
+    s_capture (line, sizeof line, "git -C %s reflog | wc -l", path);
+    CHECK (atoi (line) == 0, "workspace reflog has %s entries", line);
     s_capture (line, sizeof line, "git -C %s config user.email", path);
     CHECK (strcmp (line, "driftwatch@localhost") == 0, "user.email not set: %s", line);
     snprintf (path, sizeof path, "%s/work/b-nothing/ws/.git/FETCH_HEAD", root);

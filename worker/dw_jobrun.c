@@ -792,7 +792,11 @@ dw_jobrun_execute (const Driftwatch__V1__JobAssignment *job, const dw_jobrun_opt
     self.result.agent_exit_code = -1;
     int rc = 0;
 
-    if (!job->task || !job->task->base_commit || !*job->task->base_commit) {
+    if (!opts->work_root || !*opts->work_root || !opts->cache_dir || !*opts->cache_dir) {
+        s_outcome (&self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "invalid_options",
+                   "the worker set no work_root or cache_dir for jobs");
+    }
+    else if (!job->task || !job->task->base_commit || !*job->task->base_commit) {
         s_outcome (&self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "invalid_assignment",
                    "the assignment has no task or no base_commit");
     }

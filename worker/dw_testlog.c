@@ -276,12 +276,20 @@ s_parse_tap (dw_testlog_t *self, const char *text, size_t len)
     size_t pos = 0;
     dw_line_t line;
     int in_yaml = 0;
+    size_t yaml_indent = 0;
     char *name = malloc (DW_TESTLOG_NAME_MAX + 1);
     if (!name)
         return -1;
 
     while (s_next_line (text, len, &pos, &line)) {
+        size_t indent = 0;
+        while (indent < line.len && (line.text[indent] == ' ' || line.text[indent] == '\t'))
+            indent++;
         s_trim (&line);
+        /* A YAML block ends at "...", or (when a producer omits that) at
+         * the first non-empty line indented less than its "---". */
+        if (in_yaml && line.len > 0 && indent < yaml_indent)
+            in_yaml = 0;
         if (in_yaml) {
             if (s_equals (&line, "..."))
                 in_yaml = 0;
@@ -289,6 +297,7 @@ s_parse_tap (dw_testlog_t *self, const char *text, size_t len)
         }
         if (s_equals (&line, "---")) {
             in_yaml = 1;
+            yaml_indent = indent;
             continue;
         }
 
