@@ -66,8 +66,9 @@ typedef struct {
  *   COMMAND" or the stub agent, envp as documented in dw_jobrun.c, cwd,
  *   limits). It may replace any field; memory it points the spec at must
  *   stay valid until release. *STATE is per-attempt state for the calls
- *   below. Returns 0, or -1 with ERR set: the attempt then ends with
- *   INFRA_ERROR, reason "agent_prepare_failed" or "sandbox_failed".
+ *   below. Returns 0, or -1 with ERR set after freeing what it allocated
+ *   (release is not called then): the attempt ends with INFRA_ERROR,
+ *   reason "agent_prepare_failed" or "sandbox_failed".
  * on_line: each agent stdout line (stage AGENT only), before on_event.
  * finish: after the agent ran (stage AGENT only), with RESULT's outcome
  *   already set from the process status: UNSPECIFIED means "finished
