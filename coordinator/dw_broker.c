@@ -468,6 +468,8 @@ static void handle_hello (dw_broker_t *self, zframe_t *routing_id, const char *r
     welcome.liveness = self->config.liveness;
     welcome.run_id = run_id;
     welcome.coordinator_version = (char *) dw_version_string ();
+    welcome.agent = (Driftwatch__V1__AgentConfig *) self->config.agent;
+    welcome.limits = (Driftwatch__V1__Limits *) self->config.limits;
     Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
     env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_WELCOME;
     env.welcome = &welcome;
