@@ -475,6 +475,24 @@ static void handle_hello (dw_broker_t *self, zframe_t *routing_id, const char *r
     env.welcome = &welcome;
     send_to (self, routing_id, peer->identity, &env);
 
+    /* Show which limits the worker's host really enforces. */
+    char limits[512] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < hello->n_limits && used < sizeof limits; i++) {
+        const Driftwatch__V1__LimitSupport *limit = hello->limits[i];
+        used += (size_t) snprintf (limits + used, sizeof limits - used, "%s%s=%s", used ? " " : "",
+                                   limit->name, limit->enforced ? "enforced" : "NOT-enforced");
+    }
+    char capabilities[128] = "";
+    size_t cap_used = 0;
+    for (size_t i = 0; i < hello->n_capabilities && cap_used < sizeof capabilities; i++)
+        cap_used += (size_t) snprintf (capabilities + cap_used, sizeof capabilities - cap_used,
+                                       "%s%s", cap_used ? " " : "", hello->capabilities[i]);
+    printf ("worker %s (%s) registered: %u slots, sandbox [%s], limits: %s\n", hello->worker_id,
+            hello->hostname, hello->slots, cap_used ? capabilities : "none",
+            used ? limits : "not reported");
+    fflush (stdout);
+
     dw_info ("event=worker_registered worker=%s name=%s host=%s slots=%u version=\"%s\" "
              "spooled=%zu running=%zu",
              peer->identity, hello->worker_id, peer->hostname, peer->slots, hello->worker_version,

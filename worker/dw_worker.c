@@ -19,8 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dw_container.h"
 #include "dw_curve.h"
 #include "dw_jobrun.h"
+#include "dw_preflight.h"
 #include "dw_log.h"
 #include "dw_spool.h"
 #include "dw_util.h"
@@ -63,6 +65,7 @@ typedef struct {
     const dw_worker_config_t *config;
     char work_root[PATH_MAX + 80];
     char cache_dir[PATH_MAX];
+    const char *worker_id;
 } job_t;
 
 typedef enum { STATE_DISCONNECTED, STATE_WAIT_WELCOME, STATE_ACTIVE } conn_state_t;
@@ -91,6 +94,7 @@ typedef struct {
     char spool_dir[PATH_MAX];
     char cache_dir[PATH_MAX];
     char work_dir[PATH_MAX];
+    dw_preflight_report_t preflight;
 } worker_t;
 
 static volatile sig_atomic_t s_stop_requested = 0;
@@ -142,6 +146,7 @@ static void *job_thread (void *arg)
             .keep_workspace = job->config->keep_workspaces,
             .on_event = job_on_event,
             .event_arg = job,
+            .worker_id = job->worker_id,
         };
         if (dw_jobrun_execute (assignment, &opts, &packed, &len) != 0)
             packed = NULL;
@@ -255,6 +260,30 @@ static void send_hello (worker_t *self)
     char **running = running_ids (self, &nrunning);
     hello.n_running_attempt_ids = running ? nrunning : 0;
     hello.running_attempt_ids = running;
+
+    /* What this host can sandbox and which limits it really enforces. */
+    char *capabilities[4];
+    size_t ncapabilities = 0;
+    if (self->preflight.bwrap_ok)
+        capabilities[ncapabilities++] = "bwrap";
+    if (self->preflight.container_ok)
+        capabilities[ncapabilities++] = "container";
+    if (self->preflight.cgroup_ok)
+        capabilities[ncapabilities++] = "cgroup";
+    hello.n_capabilities = ncapabilities;
+    hello.capabilities = capabilities;
+    Driftwatch__V1__LimitSupport limits[DW_LIMIT_COUNT];
+    Driftwatch__V1__LimitSupport *limit_pointers[DW_LIMIT_COUNT];
+    for (int i = 0; i < DW_LIMIT_COUNT; i++) {
+        const dw_limit_entry_t *entry = &self->preflight.limits.entries[i];
+        driftwatch__v1__limit_support__init (&limits[i]);
+        limits[i].name = (char *) (entry->limit ? entry->limit : "unknown");
+        limits[i].enforced = entry->enforced;
+        limits[i].mechanism = (char *) entry->mechanism;
+        limit_pointers[i] = &limits[i];
+    }
+    hello.n_limits = DW_LIMIT_COUNT;
+    hello.limits = limit_pointers;
 
     Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
     env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_HELLO;
@@ -463,6 +492,7 @@ static void start_job (worker_t *self, Driftwatch__V1__JobAssignment *assignment
     zlistx_set_destructor (job->unacked, event_destroy);
     snprintf (job->work_root, sizeof job->work_root, "%s/%s", self->work_dir, job->attempt_id);
     snprintf (job->cache_dir, sizeof job->cache_dir, "%s", self->cache_dir);
+    job->worker_id = self->worker_id;
 
     job->assignment_len = driftwatch__v1__job_assignment__get_packed_size (assignment);
     job->assignment = malloc (job->assignment_len ? job->assignment_len : 1);
@@ -750,6 +780,23 @@ static int setup (worker_t *self, const dw_worker_config_t *config)
                   "public key or certificate file); create this worker's key with 'worker "
                   "keygen'\"");
         return -1;
+    }
+
+    /* Say what the sandbox backends need before taking any job. */
+    dw_preflight_options_t preflight_options = { .scratch_dir = self->work_dir };
+    dw_preflight_run (&preflight_options, &self->preflight);
+    for (int i = 0; i < self->preflight.message_count; i++)
+        dw_warn ("event=preflight message=\"%s\"", self->preflight.messages[i]);
+    char limits_text[1024];
+    dw_limit_report_format (&self->preflight.limits, limits_text, sizeof limits_text);
+    dw_info ("event=limits_probed bwrap=%d cgroup=%d container=%d limits=\"%s\"",
+             self->preflight.bwrap_ok, self->preflight.cgroup_ok, self->preflight.container_ok,
+             limits_text);
+    if (self->preflight.container_ok) {
+        /* Containers left by a crashed worker are removed before new work. */
+        char err[256];
+        if (dw_container_reap (NULL, err, sizeof err) < 0)
+            dw_warn ("event=container_reap_failed error=\"%s\"", err);
     }
 
     self->jobs = zhashx_new ();
