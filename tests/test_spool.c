@@ -57,6 +57,16 @@ int main (void)
     CHECK (zlist_size (ids) == 1, "expected 1 spooled id after remove, got %zu", zlist_size (ids));
     zlist_destroy (&ids);
 
+    /* A quarantined entry is kept on disk but no longer listed. */
+    CHECK (dw_spool_put (spool, "attempt-3", "bad", 3) == 0, "put attempt-3 failed");
+    CHECK (dw_spool_quarantine (spool, "attempt-3") == 0, "quarantine failed");
+    ids = dw_spool_list (spool);
+    CHECK (zlist_size (ids) == 1, "a quarantined entry is still listed (%zu ids)", zlist_size (ids));
+    zlist_destroy (&ids);
+    snprintf (path, sizeof path, "%s/spool/attempt-3.corrupt", dir);
+    CHECK (access (path, F_OK) == 0, "quarantined file %s missing", path);
+    snprintf (path, sizeof path, "%s/spool", dir);
+
     /* A reopened spool still holds the entry (it is on disk, not in memory). */
     dw_spool_destroy (&spool);
     CHECK (spool == NULL, "destroy must null the pointer");

@@ -96,6 +96,15 @@ int dw_spool_remove (dw_spool_t *self, const char *attempt_id)
     return 0;
 }
 
+int dw_spool_quarantine (dw_spool_t *self, const char *attempt_id)
+{
+    char path[PATH_MAX], aside[PATH_MAX + 16];
+    if (entry_path (self, attempt_id, path, sizeof path) != 0)
+        return -1;
+    snprintf (aside, sizeof aside, "%s/%s.corrupt", self->dir, attempt_id);
+    return rename (path, aside);
+}
+
 typedef struct {
     char id[64];
     time_t mtime;

@@ -32,6 +32,10 @@ uint8_t *dw_spool_get (dw_spool_t *self, const char *attempt_id, size_t *len);
 /* Remove the result of ATTEMPT_ID; a missing entry is fine. */
 int dw_spool_remove (dw_spool_t *self, const char *attempt_id);
 
+/* Move the entry of ATTEMPT_ID aside as "<id>.corrupt" so it is kept for
+ * inspection but no longer listed or resent. */
+int dw_spool_quarantine (dw_spool_t *self, const char *attempt_id);
+
 /* Attempt ids currently in the spool, oldest first (caller destroys). */
 zlist_t *dw_spool_list (dw_spool_t *self);
 

@@ -386,7 +386,8 @@ static void send_spooled_result (worker_t *self, const char *attempt_id)
     if (!result) {
         /* A spool entry that does not decode can never be delivered: keep the
          * file for inspection under another name and stop resending it. */
-        dw_error ("event=spool_entry_corrupt attempt=%s action=skipped", attempt_id);
+        dw_spool_quarantine (self->spool, attempt_id);
+        dw_error ("event=spool_entry_corrupt attempt=%s action=quarantined", attempt_id);
         return;
     }
 
