@@ -406,6 +406,19 @@ static void dispatch (dw_broker_t *self)
     }
 }
 
+static void log_peer_error (dw_broker_t *self, const char *who, const char *what)
+{
+    self->peer_errors++;
+    uint64_t now = dw_mono_ms ();
+    if (now - self->last_peer_error_log_ms < PEER_ERROR_LOG_MS)
+        return;
+    self->last_peer_error_log_ms = now;
+    dw_warn ("event=message_rejected peer=%s reason=\"%s\" rejected_total=%" PRIu64
+             " malformed=%" PRIu64 " oversized=%" PRIu64 " bad_version=%" PRIu64,
+             who, what, self->peer_errors, self->wire_stats.malformed, self->wire_stats.oversized,
+             self->wire_stats.bad_version);
+}
+
 /* --- message handlers ----------------------------------------------------------------- */
 
 static void handle_hello (dw_broker_t *self, zframe_t *routing_id, const char *routing_hex,
@@ -595,6 +608,23 @@ static void buffer_result (dw_broker_t *self, const char *identity,
 
 static void handle_result (dw_broker_t *self, peer_t *peer, Driftwatch__V1__JobResult *result)
 {
+    /* A result that can never be stored is answered at once, so the worker
+     * drops it instead of resending it forever. */
+    if (result->outcome <= DRIFTWATCH__V1__OUTCOME__OUTCOME_UNSPECIFIED
+        || result->outcome > DRIFTWATCH__V1__OUTCOME__OUTCOME_CANCELLED
+        || !result->attempt_id || !*result->attempt_id) {
+        log_peer_error (self, peer->identity, "result without a valid outcome or attempt id");
+        Driftwatch__V1__ResultAck ack = DRIFTWATCH__V1__RESULT_ACK__INIT;
+        ack.attempt_id = result->attempt_id;
+        ack.stored = 0;
+        ack.disposition = "invalid";
+        Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+        env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_RESULT_ACK;
+        env.result_ack = &ack;
+        send_to (self, peer->routing_id, peer->identity, &env);
+        return;
+    }
+
     /* While the database is down, or while older results wait, keep order. */
     if (self->db_down || zlistx_size (self->result_buffer) > 0) {
         buffer_result (self, peer->identity, result);
@@ -638,19 +668,6 @@ static void handle_goodbye (dw_broker_t *self, peer_t *peer, Driftwatch__V1__Goo
     if (goodbye->n_returned_attempt_ids == 0 || s_stop_requested)
         zhashx_delete (self->peers, peer->routing_hex);
     self->progress_dirty = 1;
-}
-
-static void log_peer_error (dw_broker_t *self, const char *who, const char *what)
-{
-    self->peer_errors++;
-    uint64_t now = dw_mono_ms ();
-    if (now - self->last_peer_error_log_ms < PEER_ERROR_LOG_MS)
-        return;
-    self->last_peer_error_log_ms = now;
-    dw_warn ("event=message_rejected peer=%s reason=\"%s\" rejected_total=%" PRIu64
-             " malformed=%" PRIu64 " oversized=%" PRIu64 " bad_version=%" PRIu64,
-             who, what, self->peer_errors, self->wire_stats.malformed, self->wire_stats.oversized,
-             self->wire_stats.bad_version);
 }
 
 static void handle_message (dw_broker_t *self)
