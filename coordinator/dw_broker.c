@@ -679,8 +679,19 @@ static void handle_message (dw_broker_t *self)
     zframe_t *payload = zmsg_pop (msg);
     char *routing_hex = routing_id ? zframe_strhex (routing_id) : NULL;
 
+    /* Name the peer by its authenticated key in every log line. */
+    char key[DW_CURVE_KEY_TEXT_SIZE] = "";
+    int authenticated = self->curve && payload && dw_curve_peer_key (payload, key) == 0;
+    const char *who = authenticated ? key : routing_hex ? routing_hex : "?";
+
     if (!routing_id || !payload || zmsg_size (msg) != 0) {
-        log_peer_error (self, routing_hex ? routing_hex : "?", "expected exactly one frame");
+        log_peer_error (self, who, "expected exactly one frame");
+        goto cleanup;
+    }
+    if (self->curve && !authenticated) {
+        /* zauth admitted the connection, so this should not happen; never
+         * fall back to the claimed id. */
+        log_peer_error (self, who, "message without an authenticated key");
         goto cleanup;
     }
 
@@ -688,27 +699,18 @@ static void handle_message (dw_broker_t *self)
     Driftwatch__V1__Envelope *env = dw_wire_decode (zframe_data (payload), zframe_size (payload),
                                                     &self->wire_stats, err, sizeof err);
     if (!env) {
-        log_peer_error (self, routing_hex, err);
-        goto cleanup;
-    }
-
-    char key[DW_CURVE_KEY_TEXT_SIZE];
-    if (self->curve && dw_curve_peer_key (payload, key) != 0) {
-        /* zauth admitted the connection, so this should not happen; never
-         * fall back to the claimed id. */
-        log_peer_error (self, routing_hex, "message without an authenticated key");
-        dw_wire_free (&env);
+        log_peer_error (self, who, err);
         goto cleanup;
     }
 
     peer_t *peer = zhashx_lookup (self->peers, routing_hex);
     if (env->body_case == DRIFTWATCH__V1__ENVELOPE__BODY_HELLO) {
-        handle_hello (self, routing_id, routing_hex, self->curve ? key : NULL, env->hello);
+        handle_hello (self, routing_id, routing_hex, authenticated ? key : NULL, env->hello);
         dw_wire_free (&env);
         goto cleanup;
     }
     if (!peer) {
-        log_peer_error (self, routing_hex, "message from an unregistered peer");
+        log_peer_error (self, who, "message from an unregistered peer");
         send_reject (self, routing_id, routing_hex, "not registered: send hello first");
         dw_wire_free (&env);
         goto cleanup;

@@ -11,3 +11,7 @@ function(dw_add_e2e_test name script timeout)
 endfunction()
 dw_add_e2e_test(e2e_daily_run daily_run.sh 600)
 dw_add_e2e_test(e2e_import_public import_public.sh 120)
+
+add_executable(hostile_peer hostile_peer.c)
+target_link_libraries(hostile_peer PRIVATE dwcommon)
+dw_add_e2e_test(e2e_hostile_input hostile_input.sh 240)
