@@ -21,7 +21,10 @@ cp "$TEST_TMP/worker/worker.cert" "$data/keys/workers/good.cert"
     2>"$TEST_TMP/coordinator.err" &
 coordinator=$!
 trap 'kill $coordinator $worker 2>/dev/null || true' EXIT
-sleep 1
+for _ in $(seq 1 120); do
+    grep -q "waiting for workers" "$TEST_TMP/coordinator.out" && break
+    sleep 0.5
+done
 
 "$DW_BUILD_DIR/tests/hostile_peer" "$endpoint" "$data/keys/coordinator.cert" \
     "$TEST_TMP/hostile/worker.cert_secret" >"$TEST_TMP/hostile.out" 2>&1 \
