@@ -26,14 +26,16 @@ typedef union {
 static void *budget_alloc (void *data, size_t size)
 {
     decoded_owner_t *owner = data;
-    if (size > DW_WIRE_MAX_DECODED || owner->used + size > DW_WIRE_MAX_DECODED)
+    /* Count the header too: a message of many tiny entries is mostly headers. */
+    size_t charged = sizeof (block_header_t) + size;
+    if (size > DW_WIRE_MAX_DECODED || owner->used + charged > DW_WIRE_MAX_DECODED)
         return NULL;
     block_header_t *block = malloc (sizeof *block + size);
     if (!block)
         return NULL;
-    block->info.size = size;
+    block->info.size = charged;
     block->info.owner = owner;
-    owner->used += size;
+    owner->used += charged;
     return block + 1;
 }
 
@@ -87,7 +89,10 @@ Driftwatch__V1__Envelope *dw_wire_decode (const void *data, size_t len, dw_wire_
         free (owner);
         if (stats)
             stats->malformed++;
-        snprintf (err, errlen, "malformed message of %zu bytes (protobuf decoding failed)", len);
+        snprintf (err, errlen,
+                  "malformed message of %zu bytes (protobuf decoding failed, or its decoded form "
+                  "exceeds %d bytes)",
+                  len, DW_WIRE_MAX_DECODED);
         return NULL;
     }
     if (env->protocol_version != DW_PROTOCOL_VERSION) {

@@ -184,8 +184,9 @@ dw_broker_t *dw_broker_new (dw_store_t *store, const dw_broker_config_t *config,
         dw_broker_destroy (&self);
         return NULL;
     }
-    const char *last = zsock_last_endpoint (self->router);
+    char *last = zsock_last_endpoint (self->router);
     snprintf (self->endpoint, sizeof self->endpoint, "%s", last ? last : config->bind);
+    zstr_free (&last);
     /* A wildcard bind address cannot be connected to: local workers use loopback. */
     char *wild = strstr (self->endpoint, "//0.0.0.0:");
     if (wild) {
