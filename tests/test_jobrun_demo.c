@@ -1,7 +1,8 @@
 /* dw_jobrun on every task of the demo suite (tests/fixtures/demo) with the
- * demo's stub agent: forced to solve, every task must be RESOLVED; forced to
- * miss, a task of each language must be UNRESOLVED. This checks the suite's
- * test commands and formats against the real grader. */
+ * demo's stub agent, agent and tests both inside the bubblewrap sandbox:
+ * forced to solve, every task must be RESOLVED; forced to miss, a task of
+ * each language must be UNRESOLVED. This checks the suite's test commands
+ * and formats against the real grader and the sandbox's file system. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +104,8 @@ s_run_task (json_t *row, const char *attempt_id, const char *shift, const char *
     char *work = dw_strdup_printf ("%s/work", root);
     char *cache = dw_strdup_printf ("%s/cache", root);
     dw_jobrun_options_t options = {
-        .work_root = work, .cache_dir = cache, .stub_agent = stub_agent, .on_event = s_on_event
+        .work_root = work, .cache_dir = cache, .stub_agent = stub_agent, .on_event = s_on_event,
+        .sandbox = "bwrap",
     };
     uint8_t *packed = NULL;
     size_t len = 0;

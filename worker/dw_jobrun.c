@@ -13,6 +13,8 @@
  * HOME, TMPDIR, LANG=C.UTF-8, DW_TASK_FILE, DW_PROMPT_FILE, DW_WORKSPACE,
  * DW_ATTEMPT_ID, DW_SEED, DW_DAY, plus every DW_STUB_* variable of the
  * worker's own environment (knobs of the stub agent for tests and demos).
+ * The sandbox hook then replaces PATH, HOME, TMPDIR and the DW_* paths
+ * with their in-sandbox values (see dw_sandbox_hook.h).
  *
  * Outcomes decided here:
  *   CANCELLED      the cancel flag was set (no diff, no grading);
@@ -41,6 +43,7 @@
 #include "dw_gitcache.h"
 #include "dw_grade.h"
 #include "dw_log.h"
+#include "dw_sandbox_hook.h"
 #include "dw_util.h"
 #include "dw_wire.h"
 
@@ -777,6 +780,16 @@ int
 dw_jobrun_execute (const Driftwatch__V1__JobAssignment *job, const dw_jobrun_options_t *opts,
                    uint8_t **packed, size_t *len)
 {
+    /* The built-in hooks fill what the caller left NULL; they read their
+     * settings from the same options. */
+    dw_jobrun_options_t effective = *opts;
+    dw_jobrun_hook_t sandbox_hook;
+    if (!effective.sandbox_hook) {
+        dw_sandbox_hook_init (&sandbox_hook, &effective);
+        effective.sandbox_hook = &sandbox_hook;
+    }
+    opts = &effective;
+
     dw_attempt_t self;
     memset (&self, 0, sizeof self);
     self.job = job;

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "driftwatch.pb-c.h"
 #include "dw_proc.h"
@@ -108,11 +109,40 @@ typedef struct {
     /* Agent runner for kind "claude-code" (required for it), or a wrapper
      * for the other kinds; NULL for none. See dw_jobrun_hook_t. */
     const dw_jobrun_hook_t *agent_hook;
-    /* Sandbox for the agent and the tests; NULL runs them unconfined. */
+    /* Sandbox for the agent and the tests; NULL means the built-in one
+     * (dw_sandbox_hook.h) with the backend named by `sandbox` below. */
     const dw_jobrun_hook_t *sandbox_hook;
     /* Copied into JobResult.worker_id when set. */
     const char *worker_id;
+
+    /* Sandbox backend of agent and grading runs when sandbox_hook is NULL:
+     * "bwrap" (NULL means bwrap), "podman", or "none" (tests and
+     * development only: runs unconfined, with a warning per attempt).
+     * Tasks that name an image always use podman unless this is "none". */
+    const char *sandbox;
+    /* Unprivileged host user that sandboxed runs switch to when the worker
+     * is root (dw_sandbox_config_t.host_uid); 0 keeps root on the host,
+     * which bubblewrap still maps to an unprivileged uid inside. */
+    uid_t sandbox_uid;
+    /* Claude Code CLI for kind "claude-code" (NULL means
+     * DW_JOBRUN_CLAUDE_PATH) and its install directory, bound read-only
+     * into the sandbox (NULL means DW_JOBRUN_CLAUDE_DIR). */
+    const char *claude_path;
+    const char *claude_dir;
+    /* Model API base URL the gateway forwards to (NULL means
+     * https://api.anthropic.com). */
+    const char *upstream_url;
+    /* The real API key. Only the gateway holds it: it is never logged and
+     * never put in a child's environment. */
+    const char *api_key;
+    /* Retries the CLI makes after a failed API request (0 means
+     * DW_CLAUDE_DEFAULT_MAX_RETRIES). */
+    uint32_t cli_max_retries;
 } dw_jobrun_options_t;
+
+/* Default install of the Claude Code CLI (deploy/install-claude-code.sh). */
+#define DW_JOBRUN_CLAUDE_DIR "/opt/driftwatch/claude-code"
+#define DW_JOBRUN_CLAUDE_PATH DW_JOBRUN_CLAUDE_DIR "/node_modules/.bin/claude"
 
 /* Run JOB and return its result, packed, in *PACKED (malloc'd, caller
  * frees) and *LEN. Every failure of the job itself becomes a result with an
