@@ -1764,9 +1764,13 @@ dw_detector_report_text (const dw_detector_report_t *r, const char *track)
         s_text (&t, "  %s\n", r->message);
     s_text (&t, "  runs: %ld valid of %ld planned, %ld excluded (infrastructure, %.1f%%)\n",
             r->valid_runs, r->planned_runs, r->excluded_runs, 100.0 * r->excluded_rate);
-    s_text (&t, "  regime since %s: %d valid days, baseline %d days / %ld runs, rate %.3f\n",
-            start, r->regime_valid_days, r->baseline_valid_days, r->baseline_runs,
-            r->baseline_rate);
+    if (isfinite (r->baseline_rate))
+        s_text (&t, "  regime since %s: %d valid days, baseline %d days / %ld runs, rate %.3f\n",
+                start, r->regime_valid_days, r->baseline_valid_days, r->baseline_runs,
+                r->baseline_rate);
+    else
+        s_text (&t, "  regime since %s: %d valid days, baseline not complete yet\n", start,
+                r->regime_valid_days);
     if (isfinite (r->h_down))
         s_text (&t, "  detector: S_down %.2f  S_up %.2f  threshold %.2f (-ln p)  Z_down %.2f  "
                 "Z_up %.2f  phi_hat %.2f  nu %.1f\n", r->s_down, r->s_up, r->h_down, r->z_down,
