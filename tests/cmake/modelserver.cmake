@@ -4,3 +4,5 @@ add_executable(driftwatch-modelserver ${CMAKE_SOURCE_DIR}/tests/modelserver/mode
 target_link_libraries(driftwatch-modelserver PRIVATE PkgConfig::MHD PkgConfig::JANSSON
     Threads::Threads)
 install(TARGETS driftwatch-modelserver RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# Tests find it as $DW_BUILD_DIR/driftwatch-modelserver.
+set_target_properties(driftwatch-modelserver PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
