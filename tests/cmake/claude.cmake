@@ -9,3 +9,6 @@ dw_add_unit_test(streamjson SOURCES test_streamjson.c LIBS dwworker TIMEOUT 30)
 dw_add_unit_test(claude SOURCES test_claude.c LIBS dwworker TIMEOUT 240)
 add_dependencies(claude driftwatch-modelserver)
 set_tests_properties(claude PROPERTIES SKIP_RETURN_CODE 77)
+
+dw_add_unit_test(gateway SOURCES test_gateway.c LIBS dwworker TIMEOUT 60)
+add_dependencies(gateway driftwatch-modelserver)

@@ -640,6 +640,8 @@ static enum MHD_Result handle_messages (struct MHD_Connection *conn, const char 
     json_object_set_new (record, "key_ok", json_boolean (key_ok));
     json_object_set_new (record, "authorization_header", json_boolean (auth != NULL));
     json_object_set_new (record, "retry_count", json_string (retry ? retry : ""));
+    const char *beta = MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "beta");
+    json_object_set_new (record, "beta", json_string (beta ? beta : ""));
 
     json_error_t err;
     json_t *request = json_loadb (body->data ? body->data : "", body->len, 0, &err);
