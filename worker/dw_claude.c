@@ -144,8 +144,9 @@ int dw_claude_build (const dw_claude_options_t *opts, dw_claude_cmd_t *cmd, char
     strv_addf (&envp, "CLAUDE_CONFIG_DIR=%s/.claude", opts->home);
     strv_addf (&envp, "CLAUDE_CODE_TMPDIR=%s", opts->tmpdir);
     strv_addf (&envp, "ANTHROPIC_UNIX_SOCKET=%s", opts->gateway_socket);
-    /* The CLI still builds request URLs from the base URL; the host part is
-     * ignored when the unix socket is set. */
+    /* NOTE: runs with only the socket set failed with "Unable to connect to
+     * API (ENOENT)"; with this base URL added they work. The host name is not
+     * resolved, because the request goes over the socket. */
     strv_add (&envp, strdup ("ANTHROPIC_BASE_URL=http://localhost"));
     strv_add (&envp, strdup ("ANTHROPIC_API_KEY=" DW_CLAUDE_PLACEHOLDER_KEY));
     strv_add (&envp, strdup ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"));

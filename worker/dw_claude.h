@@ -5,21 +5,24 @@
  *   claude -p PROMPT --output-format stream-json --verbose --max-turns N
  *          --model M --dangerously-skip-permissions --allowedTools LIST
  *          --no-session-persistence [extra args]
- * with stdin /dev/null (with an open empty pipe the CLI waits 3 s for input)
- * and a closed environment built here: its own HOME, TMPDIR and config
- * directory, the gateway's unix socket as its only route to the API, a
- * placeholder API key (the gateway adds the real one), no non-essential
- * traffic, and retry and timeout settings short enough that an API outage
- * ends the run in minutes rather than the CLI's default of about three.
+ * with stdin /dev/null, because with an open empty pipe the CLI waits 3 s for
+ * input. The environment is built here and nothing is inherited: the
+ * attempt's own HOME, TMPDIR and config directory, the gateway's unix socket
+ * as the only route to the API, a placeholder API key (the gateway adds the
+ * real one), no non-essential traffic, and few retries with short timeouts.
+ * With the CLI's defaults (10 retries) an API outage keeps a run alive for
+ * about three minutes.
  *
- * Facts about CLI 2.1.332 this module relies on:
- * - --dangerously-skip-permissions exits 1 when the uid is 0, unless
- *   IS_SANDBOX=1 or CLAUDE_CODE_BUBBLEWRAP is set. Workers run the CLI as a
- *   non-root uid inside the sandbox; tests running as root add IS_SANDBOX=1
- *   through extra_env.
+ * Facts about CLI 2.1.332 this module relies on (measured on Debian 12):
  * - CLAUDE_CODE_SUBPROCESS_ENV_SCRUB=1 removes the API key from the tools'
  *   environment, but it also forces the permission mode back to "default",
- *   which denies Bash and edits; --allowedTools restores them.
+ *   which denies Bash and edits unless --allowedTools lists them. In that
+ *   mode --dangerously-skip-permissions has no effect, and a root run
+ *   without IS_SANDBOX is not rejected either.
+ * - Without the scrub, --dangerously-skip-permissions exits 1 for uid 0
+ *   unless IS_SANDBOX=1 or CLAUDE_CODE_BUBBLEWRAP is set. The flag stays in
+ *   the command so that a run with CLAUDE_CODE_SUBPROCESS_ENV_SCRUB=0 in
+ *   extra_env still runs its tools without prompts.
  * - On an API error the result event says subtype "success" together with
  *   is_error true and terminal_reason "api_error"; the exit code is 1.
  * - SIGTERM ends the CLI with status 143 and no result event.
@@ -44,7 +47,7 @@
 /* Tools the agent may use without a prompt (see the scrub note above). */
 #define DW_CLAUDE_DEFAULT_ALLOWED_TOOLS "Bash,Edit,Write,Read,Glob,Grep,NotebookEdit,TodoWrite"
 #define DW_CLAUDE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
-/* Placeholder key the agent sees; the gateway replaces it. */
+/* Placeholder key in the agent's environment; the gateway replaces it. */
 #define DW_CLAUDE_PLACEHOLDER_KEY "sk-ant-driftwatch-gateway-placeholder"
 /* A killed run counts as an API stall when a request through the gateway
  * was still open and had moved no byte for this long. */
@@ -59,7 +62,7 @@ typedef struct {
     unsigned max_turns;             /* 0: no limit */
     const char *home;               /* per-attempt HOME; CLAUDE_CONFIG_DIR is HOME/.claude */
     const char *tmpdir;             /* per-attempt TMPDIR and CLAUDE_CODE_TMPDIR */
-    const char *gateway_socket;     /* ANTHROPIC_UNIX_SOCKET, as the CLI sees the path */
+    const char *gateway_socket;     /* ANTHROPIC_UNIX_SOCKET, the path inside the sandbox */
     int max_retries;                /* < 0: DW_CLAUDE_DEFAULT_MAX_RETRIES */
     unsigned stream_idle_ms;        /* 0: default; raised to the minimum */
     unsigned api_timeout_ms;        /* 0: default */
@@ -126,8 +129,9 @@ typedef struct {
 } dw_claude_verdict_t;
 
 /* Classify RUN by the rules in docs/outcomes.md. It reads only signals the
- * CLI and the gateway produce (exit status, result event fields, api_retry
- * events, gateway status counts), never the agent's own text. */
+ * CLI and the gateway produce: exit status, result event fields, api_retry
+ * events, gateway counters, and the result text only when the CLI marked the
+ * result as an API error (the CLI writes that text, not the model). */
 void dw_claude_classify (const dw_claude_run_t *run, dw_claude_verdict_t *verdict);
 
 #endif
