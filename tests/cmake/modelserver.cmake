@@ -6,3 +6,6 @@ target_link_libraries(driftwatch-modelserver PRIVATE PkgConfig::MHD PkgConfig::J
 install(TARGETS driftwatch-modelserver RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 # Tests find it as $DW_BUILD_DIR/driftwatch-modelserver.
 set_target_properties(driftwatch-modelserver PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+
+dw_add_unit_test(modelserver SOURCES test_modelserver.c LIBS dwcommon PkgConfig::CURL TIMEOUT 60)
+add_dependencies(modelserver driftwatch-modelserver)
