@@ -401,9 +401,18 @@ static int start_local_workers (const dw_options_t *opts, const char *endpoint,
         snprintf (log_path, sizeof log_path, "%s/worker-%d.log", logs, i + 1);
         snprintf (hb, sizeof hb, "%d", opts->heartbeat_ms);
 
+        /* Sandboxed runs switch to an unprivileged user, which must be able to
+         * traverse (not list) the directories down to each workspace. */
+        char workers_dir[PATH_MAX];
+        snprintf (workers_dir, sizeof workers_dir, "%s/workers", opts->data_dir);
+        dw_mkdir_p (dir, 0711);
+        chmod (opts->data_dir, 0711);
+        chmod (workers_dir, 0711);
+        chmod (dir, 0711);
+
         char secret[PATH_MAX + 32];
         if (!opts->insecure) {
-            if (dw_mkdir_p (dir, 0700) != 0
+            if (dw_mkdir_p (dir, 0711) != 0
                 || admit_local_worker (keys, dir, id, secret, sizeof secret) != 0)
                 return -1;
         }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dw_container.h"
@@ -70,6 +71,21 @@ typedef struct {
 
 typedef enum { STATE_DISCONNECTED, STATE_WAIT_WELCOME, STATE_ACTIVE } conn_state_t;
 
+/* The harness check of one agent configuration, run in its own thread
+ * because it can take up to a minute. */
+typedef enum { HARNESS_UNKNOWN, HARNESS_CHECKING, HARNESS_OK, HARNESS_BROKEN } harness_state_t;
+
+typedef struct {
+    pthread_t thread;
+    zsock_t *pipe;
+    zsock_t *thread_pipe;
+    uint8_t *agent;             /* packed AgentConfig */
+    size_t agent_len;
+    const dw_worker_config_t *config;
+    char work_root[PATH_MAX + 16];
+    char cache_dir[PATH_MAX];
+} harness_check_t;
+
 typedef struct {
     const dw_worker_config_t *config;
     char worker_id[128];
@@ -95,6 +111,11 @@ typedef struct {
     char cache_dir[PATH_MAX];
     char work_dir[PATH_MAX];
     dw_preflight_report_t preflight;
+    harness_state_t harness;
+    char harness_config[64];    /* config_hash the harness state is about */
+    char harness_detail[512];
+    char harness_version[64];
+    harness_check_t *harness_check;
 } worker_t;
 
 static volatile sig_atomic_t s_stop_requested = 0;
@@ -147,6 +168,11 @@ static void *job_thread (void *arg)
             .on_event = job_on_event,
             .event_arg = job,
             .worker_id = job->worker_id,
+            .sandbox = job->config->sandbox,
+            .sandbox_uid = job->config->sandbox_uid,
+            .claude_path = job->config->claude_path,
+            .upstream_url = job->config->upstream_url,
+            .api_key = job->config->api_key,
         };
         if (dw_jobrun_execute (assignment, &opts, &packed, &len) != 0)
             packed = NULL;
@@ -217,7 +243,8 @@ static int count_running (worker_t *self)
 
 static void send_ready (worker_t *self, uint32_t credit)
 {
-    if (credit == 0 || self->draining || self->state != STATE_ACTIVE)
+    if (credit == 0 || self->draining || self->state != STATE_ACTIVE
+        || self->harness != HARNESS_OK)
         return;
     Driftwatch__V1__Ready ready = DRIFTWATCH__V1__READY__INIT;
     ready.credit = credit;
@@ -464,6 +491,128 @@ static int connect_dealer (worker_t *self)
     return 0;
 }
 
+/* --- harness check ------------------------------------------------------------ */
+
+static void *harness_thread (void *arg)
+{
+    harness_check_t *check = arg;
+    char detail[512] = "", version[64] = "";
+    int ok = 0;
+    Driftwatch__V1__AgentConfig *agent =
+        driftwatch__v1__agent_config__unpack (NULL, check->agent_len, check->agent);
+    if (agent) {
+        dw_jobrun_options_t opts = {
+            .work_root = check->work_root,
+            .cache_dir = check->cache_dir,
+            .stub_agent = check->config->stub_agent,
+            .sandbox = check->config->sandbox,
+            .sandbox_uid = check->config->sandbox_uid,
+            .claude_path = check->config->claude_path,
+            .upstream_url = check->config->upstream_url,
+            .api_key = check->config->api_key,
+        };
+        ok = dw_jobrun_harness_check (agent, &opts, detail, sizeof detail, version,
+                                      sizeof version)
+             == 0;
+        driftwatch__v1__agent_config__free_unpacked (agent, NULL);
+    }
+    else
+        snprintf (detail, sizeof detail, "the agent configuration could not be decoded");
+    zsock_send (check->thread_pipe, "iss", ok, detail, version);
+    return NULL;
+}
+
+static void harness_check_destroy (worker_t *self)
+{
+    harness_check_t *check = self->harness_check;
+    if (!check)
+        return;
+    zpoller_remove (self->poller, check->pipe);
+    pthread_join (check->thread, NULL);
+    zsock_destroy (&check->pipe);
+    zsock_destroy (&check->thread_pipe);
+    free (check->agent);
+    free (check);
+    self->harness_check = NULL;
+}
+
+static void send_harness_status (worker_t *self)
+{
+    Driftwatch__V1__HarnessStatus status = DRIFTWATCH__V1__HARNESS_STATUS__INIT;
+    status.ok = self->harness == HARNESS_OK;
+    status.detail = self->harness_detail;
+    status.cli_version = self->harness_version;
+    Driftwatch__V1__Envelope env = DRIFTWATCH__V1__ENVELOPE__INIT;
+    env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_HARNESS;
+    env.harness = &status;
+    send_envelope (self, &env);
+}
+
+/* Check the harness for AGENT unless it was checked for this configuration. */
+static void start_harness_check (worker_t *self, const Driftwatch__V1__AgentConfig *agent)
+{
+    if (strcmp (self->harness_config, agent->config_hash) == 0
+        && self->harness != HARNESS_UNKNOWN)
+        return;
+    if (self->harness_check)
+        return;
+
+    harness_check_t *check = calloc (1, sizeof *check);
+    if (!check)
+        return;
+    check->config = self->config;
+    snprintf (check->work_root, sizeof check->work_root, "%s/harness", self->work_dir);
+    snprintf (check->cache_dir, sizeof check->cache_dir, "%s", self->cache_dir);
+    dw_mkdir_p (check->work_root, 0711);
+    check->agent_len = driftwatch__v1__agent_config__get_packed_size (agent);
+    check->agent = malloc (check->agent_len ? check->agent_len : 1);
+    driftwatch__v1__agent_config__pack (agent, check->agent);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "inproc://harness-%p", (void *) check);
+    check->pipe = zsock_new_pair (NULL);
+    zsock_bind (check->pipe, "%s", endpoint);
+    check->thread_pipe = zsock_new_pair (NULL);
+    zsock_connect (check->thread_pipe, "%s", endpoint);
+    if (pthread_create (&check->thread, NULL, harness_thread, check) != 0) {
+        zsock_destroy (&check->pipe);
+        zsock_destroy (&check->thread_pipe);
+        free (check->agent);
+        free (check);
+        return;
+    }
+    self->harness_check = check;
+    self->harness = HARNESS_CHECKING;
+    snprintf (self->harness_config, sizeof self->harness_config, "%s", agent->config_hash);
+    zpoller_add (self->poller, check->pipe);
+    dw_info ("event=harness_check_started agent=%s config=%.12s", agent->kind, agent->config_hash);
+}
+
+static void handle_harness_result (worker_t *self)
+{
+    int ok = 0;
+    char *detail = NULL, *version = NULL;
+    if (zsock_recv (self->harness_check->pipe, "iss", &ok, &detail, &version) != 0)
+        return;
+    self->harness = ok ? HARNESS_OK : HARNESS_BROKEN;
+    snprintf (self->harness_detail, sizeof self->harness_detail, "%s", detail ? detail : "");
+    snprintf (self->harness_version, sizeof self->harness_version, "%s", version ? version : "");
+    zstr_free (&detail);
+    zstr_free (&version);
+    harness_check_destroy (self);
+
+    if (ok)
+        dw_info ("event=harness_ok cli_version=\"%s\"", self->harness_version);
+    else
+        dw_error ("event=harness_broken detail=\"%s\" action=taking_no_jobs",
+                  self->harness_detail);
+    if (self->state != STATE_ACTIVE)
+        return;
+    send_harness_status (self);
+    int free_slots = self->config->slots - count_running (self);
+    if (ok)
+        send_ready (self, free_slots > 0 ? (uint32_t) free_slots : 0);
+}
+
 /* --- handling coordinator messages ------------------------------------------ */
 
 static void start_job (worker_t *self, Driftwatch__V1__JobAssignment *assignment)
@@ -604,6 +753,12 @@ static void handle_message (worker_t *self)
                  self->worker_id, welcome->coordinator_version, self->heartbeat_ms);
         resend_pending (self);
         self->last_resend_ms = dw_mono_ms ();
+        /* Jobs are requested only once the harness for this run's agent
+         * configuration is known to work. */
+        if (welcome->agent)
+            start_harness_check (self, welcome->agent);
+        if (self->harness == HARNESS_OK || self->harness == HARNESS_BROKEN)
+            send_harness_status (self);
         int free_slots = self->config->slots - count_running (self);
         send_ready (self, free_slots > 0 ? (uint32_t) free_slots : 0);
         break;
@@ -757,7 +912,11 @@ static int setup (worker_t *self, const dw_worker_config_t *config)
     snprintf (self->spool_dir, sizeof self->spool_dir, "%s/spool", config->data_dir);
     snprintf (self->cache_dir, sizeof self->cache_dir, "%s/git-cache", config->data_dir);
     snprintf (self->work_dir, sizeof self->work_dir, "%s/work", config->data_dir);
-    if (dw_mkdir_p (self->cache_dir, 0700) != 0 || dw_mkdir_p (self->work_dir, 0700) != 0) {
+    /* The sandbox's unprivileged user must traverse the data and work
+     * directories (0711: no listing) but never the spool, keys or cache. */
+    chmod (config->data_dir, 0711);
+    if (dw_mkdir_p (self->cache_dir, 0700) != 0 || dw_mkdir_p (self->work_dir, 0711) != 0
+        || chmod (self->work_dir, 0711) != 0) {
         dw_error ("event=data_dir_failed path=%s error=\"%s\"", config->data_dir,
                   strerror (errno));
         return -1;
@@ -808,6 +967,7 @@ static int setup (worker_t *self, const dw_worker_config_t *config)
 
 static void teardown (worker_t *self)
 {
+    harness_check_destroy (self);
     zhashx_destroy (&self->jobs);
     if (self->dealer)
         zsock_destroy (&self->dealer);
@@ -949,6 +1109,8 @@ int dw_worker_run (const dw_worker_config_t *config)
         void *which = zpoller_wait (self.poller, LOOP_TICK_MS);
         if (which && which == self.dealer)
             handle_message (&self);
+        else if (which && self.harness_check && which == self.harness_check->pipe)
+            handle_harness_result (&self);
         else if (which) {
             for (job_t *job = zhashx_first (self.jobs); job; job = zhashx_next (self.jobs))
                 if (job->pipe == which) {

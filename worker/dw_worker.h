@@ -13,6 +13,7 @@
 #define DW_WORKER_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Bounds on what the worker keeps for one connection. */
 #define DW_WORKER_MAX_SLOTS 64
@@ -46,6 +47,16 @@ typedef struct {
     const char *server_key;
     /* Plain TCP without CURVE: refused unless the endpoint is loopback. */
     int insecure;
+    /* Sandbox backend for agent and grading runs: "bwrap", "podman" or
+     * "none" (development only). */
+    const char *sandbox;
+    /* Unprivileged host user sandboxed runs switch to when the worker is root. */
+    uid_t sandbox_uid;
+    /* Claude Code CLI, model API base URL and the real API key (never logged;
+     * only the model gateway uses it). */
+    const char *claude_path;
+    const char *upstream_url;
+    const char *api_key;
 } dw_worker_config_t;
 
 /* Run the worker until it is told to stop (SIGINT/SIGTERM or DRAIN with

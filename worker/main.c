@@ -2,6 +2,7 @@
  * dw_worker_run; see dw_worker.h for what the daemon does. */
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include "dw_config.h"
 #include "dw_curve.h"
+#include "dw_jobrun.h"
 #include "dw_log.h"
 #include "dw_util.h"
 #include "dw_version.h"
@@ -41,6 +43,15 @@ static void usage (FILE *out)
              "                          (default DATA_DIR/worker.cert_secret)\n"
              "  --insecure              no CURVE; allowed only for a loopback coordinator\n"
              "  --force                 keygen: replace an existing key\n"
+             "  --sandbox KIND          bwrap (default) | podman | none (development only:\n"
+             "                          agents run unconfined)\n"
+             "  --sandbox-user USER     unprivileged host user for sandboxed runs when the\n"
+             "                          worker runs as root (default nobody)\n"
+             "  --claude PATH           Claude Code CLI (default " DW_JOBRUN_CLAUDE_PATH ")\n"
+             "  --upstream URL          model API base URL the gateway forwards to\n"
+             "                          (default https://api.anthropic.com)\n"
+             "  --api-key-file FILE     file holding the model API key (else the\n"
+             "                          ANTHROPIC_API_KEY variable); only the gateway uses it\n"
              "  --version               print the version and exit\n",
              DW_WORKER_MAX_SLOTS);
 }
@@ -113,7 +124,10 @@ int main (int argc, char **argv)
     config.stub_agent = default_stub_agent ();
 
     enum { OPT_SLOTS = 256, OPT_DATA, OPT_ID, OPT_STUB, OPT_HB, OPT_DRAIN, OPT_EXIT, OPT_KEEP,
-           OPT_VERSION, OPT_SERVER_KEY, OPT_KEY, OPT_INSECURE, OPT_FORCE };
+           OPT_VERSION, OPT_SERVER_KEY, OPT_KEY, OPT_INSECURE, OPT_FORCE, OPT_SANDBOX,
+           OPT_SANDBOX_USER, OPT_CLAUDE, OPT_UPSTREAM, OPT_KEY_FILE };
+    const char *sandbox_user = "nobody";
+    const char *api_key_file = NULL;
     const char *command = NULL;
     if (argc > 1 && argv[1][0] != '-') {
         command = argv[1];
@@ -137,6 +151,11 @@ int main (int argc, char **argv)
         { "key", required_argument, NULL, OPT_KEY },
         { "insecure", no_argument, NULL, OPT_INSECURE },
         { "force", no_argument, NULL, OPT_FORCE },
+        { "sandbox", required_argument, NULL, OPT_SANDBOX },
+        { "sandbox-user", required_argument, NULL, OPT_SANDBOX_USER },
+        { "claude", required_argument, NULL, OPT_CLAUDE },
+        { "upstream", required_argument, NULL, OPT_UPSTREAM },
+        { "api-key-file", required_argument, NULL, OPT_KEY_FILE },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -179,6 +198,19 @@ int main (int argc, char **argv)
         case OPT_KEY: snprintf (key_path, sizeof key_path, "%s", optarg); break;
         case OPT_INSECURE: config.insecure = 1; break;
         case OPT_FORCE: force = 1; break;
+        case OPT_SANDBOX:
+            if (strcmp (optarg, "bwrap") != 0 && strcmp (optarg, "podman") != 0
+                && strcmp (optarg, "none") != 0) {
+                fprintf (stderr, "worker: invalid --sandbox '%s': use bwrap, podman or none\n",
+                         optarg);
+                return 2;
+            }
+            config.sandbox = optarg;
+            break;
+        case OPT_SANDBOX_USER: sandbox_user = optarg; break;
+        case OPT_CLAUDE: config.claude_path = optarg; break;
+        case OPT_UPSTREAM: config.upstream_url = optarg; break;
+        case OPT_KEY_FILE: api_key_file = optarg; break;
         case 'h': usage (stdout); return 0;
         default: usage (stderr); return 2;
         }
@@ -197,6 +229,42 @@ int main (int argc, char **argv)
     if (!key_path[0])
         snprintf (key_path, sizeof key_path, "%s/worker.cert_secret", data_dir);
     config.curve_secret_path = key_path;
+
+    if (geteuid () == 0) {
+        struct passwd *user = getpwnam (sandbox_user);
+        char *end = NULL;
+        long uid = strtol (sandbox_user, &end, 10);
+        if (user)
+            config.sandbox_uid = user->pw_uid;
+        else if (end && *end == '\0' && uid > 0)
+            config.sandbox_uid = (uid_t) uid;
+        else {
+            fprintf (stderr, "worker: --sandbox-user '%s' not found: create the user or give a "
+                             "numeric uid\n",
+                     sandbox_user);
+            return 2;
+        }
+    }
+
+    /* The API key stays in this process only: read it, then remove it from
+     * the environment so no child can inherit it. */
+    static char api_key[512];
+    if (api_key_file) {
+        char *text = dw_read_file (api_key_file, sizeof api_key - 1, NULL);
+        if (!text) {
+            fprintf (stderr, "worker: cannot read --api-key-file %s: %s\n", api_key_file,
+                     strerror (errno));
+            return 2;
+        }
+        text[strcspn (text, "\r\n")] = '\0';
+        snprintf (api_key, sizeof api_key, "%s", text);
+        memset (text, 0, strlen (text));
+        free (text);
+    }
+    else if (getenv ("ANTHROPIC_API_KEY"))
+        snprintf (api_key, sizeof api_key, "%s", getenv ("ANTHROPIC_API_KEY"));
+    unsetenv ("ANTHROPIC_API_KEY");
+    config.api_key = api_key[0] ? api_key : NULL;
     if (!config.coordinator) {
         fprintf (stderr, "worker: --coordinator ENDPOINT is required, e.g. "
                          "--coordinator tcp://127.0.0.1:7555\n");
