@@ -128,15 +128,21 @@ trap 'exit 130' INT TERM
 # worker's environment, which passes DW_STUB_* variables on) and then runs
 # the stub agent, so a fault can hit a worker in the middle of a job. The
 # wrapper runs on the worker side, so the run's configuration hash and the
-# job seeds stay those of a plain stub run.
+# job seeds stay those of a plain stub run. The sandbox makes only the
+# agent program's own directory visible, so a copy of the stub agent sits
+# next to the wrapper.
 write_slow_agent () {
-    SLOW_AGENT="$TEST_TMP/slow-stub-agent"
-    cat >"$SLOW_AGENT" <<EOF
+    local dir="$TEST_TMP/agent"
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    cp "$STUB_AGENT" "$dir/stub-agent"
+    SLOW_AGENT="$dir/slow-stub-agent"
+    cat >"$SLOW_AGENT" <<'EOF_AGENT'
 #!/bin/sh
-sleep "\${DW_STUB_DELAY_SECONDS:-0}"
-exec "$STUB_AGENT" "\$@"
-EOF
-    chmod 755 "$SLOW_AGENT"
+sleep "${DW_STUB_DELAY_SECONDS:-0}"
+exec "$(dirname "$0")/stub-agent" "$@"
+EOF_AGENT
+    chmod 755 "$SLOW_AGENT" "$dir/stub-agent"
 }
 
 # Create the coordinator's CURVE key in its data directory. Workers get
@@ -194,7 +200,7 @@ start_coordinator () {
 
 # start_worker NAME ENDPOINT DELAY_SECONDS [PREFIX...]: start a worker with
 # one slot whose agent sleeps DELAY_SECONDS first. Its key is created and
-# admitted unless it exists. PREFIX (for example "ip netns exec NS") runs
+# admitted unless it exists. PREFIX (for example "nsenter --net=FILE") runs
 # the worker inside something. Sets LAST_WORKER_PID.
 start_worker () {
     local name=$1 endpoint=$2 delay=$3

@@ -9,8 +9,9 @@
 # if it arrives first). Every job keeps exactly one final result.
 . "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v nft >/dev/null; then
-    echo "SKIP: needs root, ip (iproute2) and nft (nftables) for a network namespace" >&2
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v nft >/dev/null \
+    || ! command -v nsenter >/dev/null; then
+    echo "SKIP: needs root, ip (iproute2), nft (nftables) and nsenter (util-linux)" >&2
     exit 77
 fi
 
@@ -44,7 +45,10 @@ ip netns exec "$namespace" ip link set lo up
 
 endpoint="tcp://$host_ip:$(free_port "$host_ip")"
 start_coordinator "$endpoint" 1
-start_worker w1 "$endpoint" 2 ip netns exec "$namespace"
+# nsenter switches only the network namespace. "ip netns exec" would also
+# mount a fresh /sys without the cgroup hierarchy, and the worker's sandbox
+# then fails every job.
+start_worker w1 "$endpoint" 2 nsenter --net="/run/netns/$namespace"
 start_worker w2 "$endpoint" 3
 
 wait_for_log 30 "$TEST_TMP/worker-w1.log" "event=registered" \
