@@ -388,7 +388,24 @@ static void modelserver_stop (modelserver_t *ms)
 
 typedef struct {
     dw_streamjson_t *parser;
+    dw_gateway_t *gateway;
+    /* Gateway totals taken when the kill started. */
+    int killed;
+    uint64_t killed_ms;
+    dw_gateway_stats_t at_kill;
 } sink_t;
+
+static void on_kill (void *arg, pid_t pgid, int signal)
+{
+    (void) pgid;
+    (void) signal;
+    sink_t *sink = arg;
+    if (sink->killed)
+        return;
+    sink->killed = 1;
+    sink->killed_ms = dw_mono_ms ();
+    dw_gateway_stats (sink->gateway, &sink->at_kill);
+}
 
 static void on_line (void *arg, const char *line, size_t len, int truncated)
 {
@@ -452,7 +469,7 @@ static void run_attempt (const modelserver_t *ms, const attempt_spec_t *spec, at
         return;
     }
 
-    sink_t sink = {dw_streamjson_new (dw_mono_ms ())};
+    sink_t sink = {dw_streamjson_new (dw_mono_ms ()), gateway, 0, 0, {0}};
     char stderr_path[600];
     snprintf (stderr_path, sizeof stderr_path, "%s/a%d/stderr", s_root, n);
     dw_proc_spec_t proc = {0};
@@ -463,17 +480,24 @@ static void run_attempt (const modelserver_t *ms, const attempt_spec_t *spec, at
     proc.line_arg = &sink;
     proc.stderr_path = stderr_path;
     proc.wall_ms = spec->wall_ms ? spec->wall_ms : 60000;
+    proc.kill_hook = on_kill;
+    proc.kill_arg = &sink;
     dw_proc_result_t result;
     int rc = dw_proc_run (&proc, &result);
     CHECK (rc == 0, "dw_proc_run failed: %s", result.error);
 
     dw_gateway_stats (gateway, &out->gateway);
+    uint64_t stats_ms = dw_mono_ms ();
+    if (sink.killed) {
+        out->gateway = sink.at_kill;
+        stats_ms = sink.killed_ms;
+    }
     dw_claude_run_t run = {0};
     run.exit_status = rc == 0 ? dw_proc_status (&result) : -1;
     run.killed_for_time = result.timed_out;
     run.stream = dw_streamjson_summary (sink.parser);
     run.gateway = &out->gateway;
-    run.ended_ms = dw_mono_ms ();
+    run.ended_ms = stats_ms;
     run.stall_ms = spec->stall_ms;
     dw_claude_classify (&run, &out->verdict);
     out->summary = *run.stream;

@@ -15,14 +15,15 @@
 #include "dw_log.h"
 #include "dw_util.h"
 
+/* Checks print to stdout because stderr is redirected to capture the log. */
 static int s_failures = 0;
 
 #define CHECK(cond, ...)                                                    \
     do {                                                                    \
         if (!(cond)) {                                                      \
-            fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
-            fprintf (stderr, __VA_ARGS__);                                  \
-            fprintf (stderr, "\n");                                         \
+            fprintf (stdout, "FAIL %s:%d: ", __FILE__, __LINE__);           \
+            fprintf (stdout, __VA_ARGS__);                                  \
+            fprintf (stdout, "\n");                                         \
             s_failures++;                                                   \
         }                                                                   \
     } while (0)

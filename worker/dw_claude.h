@@ -107,9 +107,12 @@ typedef struct {
     int cancelled;
     /* Summary of the CLI's stdout; NULL when nothing was parsed. */
     const dw_streamjson_summary_t *stream;
-    /* The attempt's gateway totals; NULL when there was no gateway. */
+    /* The attempt's gateway totals; NULL when there was no gateway. For a
+     * run killed at the time limit, take them when the kill starts (the
+     * dw_proc kill_hook), because once the CLI is gone its open requests
+     * close and no longer show the stall. */
     const dw_gateway_stats_t *gateway;
-    /* Monotonic time (dw_mono_ms) the run ended, for stall detection. */
+    /* Monotonic time (dw_mono_ms) the gateway totals were taken. */
     uint64_t ended_ms;
     /* 0: DW_CLAUDE_DEFAULT_STALL_MS. */
     uint64_t stall_ms;

@@ -138,8 +138,10 @@ static void record_finish (dw_gateway_t *gw, relay_t *r, int curl_code, const ch
         t->status_4xx++;
     if (curl_code != CURLE_OK && !r->client_gone)
         t->upstream_errors++;
+    /* Only the upstream's failure counts: an agent that hangs up early (its
+     * own idle timeout, a crash, a kill) is not evidence against the API. */
     int clean = curl_code == CURLE_OK && !r->client_gone;
-    if (status >= 200 && status < 300 && !clean)
+    if (status >= 200 && status < 300 && curl_code != CURLE_OK && !r->client_gone)
         t->unclean_streams++;
     t->last_status = status;
     t->last_curl_code = curl_code;
@@ -198,27 +200,33 @@ static int header_is_copied (const char *line, size_t len)
     return 0;
 }
 
-/* Publish the status once the header block has ended (or the transfer did). */
-static void headers_complete (relay_t *r)
+/* Publish STATUS and the header time once (call with gateway->lock held). */
+static void publish_headers_locked (relay_t *r, long status)
 {
     dw_gateway_t *gw = r->gateway;
     if (r->headers_done)
         return;
 
-    long status = 0;
-    curl_easy_getinfo (r->curl, CURLINFO_RESPONSE_CODE, &status);
-    pthread_mutex_lock (&gw->lock);
     r->status = status;
     r->headers_done = 1;
     dw_gateway_request_t *rec = record_get (gw, r->seq);
     if (rec) {
         rec->status = (int) status;
-        rec->headers_ms = dw_mono_ms () - rec->started_ms;
+        rec->headers_ms = status ? dw_mono_ms () - rec->started_ms : 0;
         rec->event_stream = r->content_type
                             && strncasecmp (r->content_type, "text/event-stream", 17) == 0;
     }
     pthread_cond_broadcast (&r->changed);
-    pthread_mutex_unlock (&gw->lock);
+}
+
+/* Called when the header block has ended. */
+static void headers_complete (relay_t *r)
+{
+    long status = 0;
+    curl_easy_getinfo (r->curl, CURLINFO_RESPONSE_CODE, &status);
+    pthread_mutex_lock (&r->gateway->lock);
+    publish_headers_locked (r, status);
+    pthread_mutex_unlock (&r->gateway->lock);
 }
 
 static size_t on_curl_header (char *data, size_t size, size_t nmemb, void *arg)
@@ -346,12 +354,16 @@ static void *relay_main (void *arg)
         curl_easy_setopt (curl, CURLOPT_PROTOCOLS_STR, "http,https");
         r->curl = curl;
         code = curl_easy_perform (curl);
-        headers_complete (r);
     }
     if (code != CURLE_OK && !errbuf[0])
         snprintf (errbuf, sizeof errbuf, "%s", curl_easy_strerror (code));
+    long status = 0;
+    if (curl)
+        curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
 
+    /* One locked step, so a waiter never sees the end without the record. */
     pthread_mutex_lock (&gw->lock);
+    publish_headers_locked (r, status);
     r->upstream_done = 1;
     int client_gone = r->client_gone;
     record_finish (gw, r, (int) code, errbuf);

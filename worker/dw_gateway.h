@@ -57,7 +57,7 @@ typedef struct {
     uint32_t status_5xx;         /* 5xx other than 529 */
     uint32_t status_4xx;         /* 4xx other than 401, 403 and 429 */
     uint32_t upstream_errors;    /* transfers that failed in curl (connect, reset, ...) */
-    uint32_t unclean_streams;    /* 2xx responses that ended before the body did */
+    uint32_t unclean_streams;    /* 2xx responses the upstream broke off midway */
     uint32_t in_flight;
     int last_status;             /* of the most recent request */
     int last_curl_code;          /* of the most recent request */

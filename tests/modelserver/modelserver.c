@@ -537,7 +537,7 @@ static ssize_t stream_read (void *cls, uint64_t pos, char *out, size_t max)
             return MHD_CONTENT_READER_END_OF_STREAM;
         if (s_stopping || mono_ms () >= st->stall_until)
             return MHD_CONTENT_READER_END_WITH_ERROR;
-        /* Thread-per-connection mode: sleeping here only holds this client. */
+        /* Thread-per-connection mode: sleeping here blocks only this client's thread. */
         usleep (100 * 1000);
         return 0;
     }
@@ -688,7 +688,11 @@ static enum MHD_Result handle_messages (struct MHD_Connection *conn, const char 
     script.cwd = find_cwd (all_text.data ? all_text.data : "");
 
     char *seed = find_marker (prompt, "DW_SEED=");
-    const char *seed_text = seed ? seed : session ? session : "";
+    const char *seed_text = "";
+    if (seed)
+        seed_text = seed;
+    else if (session)
+        seed_text = session;
     if (script.task) {
         uint64_t h = fnv1a (fnv1a (fnv1a (1469598103934665603ULL, model),
                                    script.task->instance_id), seed_text);
@@ -701,7 +705,7 @@ static enum MHD_Result handle_messages (struct MHD_Connection *conn, const char 
 
     /* After the `env` call, record whether the tool's environment showed the
      * gateway's key or any API key variable. */
-    if (script.check_env && script.step >= 1 && script.last_result && script.step == 1) {
+    if (script.check_env && script.step == 1 && script.last_result) {
         int leak = strstr (script.last_result, "ANTHROPIC_API_KEY=") != NULL
                    || (s_expect_key && strstr (script.last_result, s_expect_key) != NULL);
         json_object_set_new (record, "env_checked", json_true ());
