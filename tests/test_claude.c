@@ -539,6 +539,17 @@ static void test_real_solved (const modelserver_t *ms)
     CHECK (a.summary.turns >= 5, "solved run: expected >= 5 turns, got %u", a.summary.turns);
     CHECK (a.summary.tool_calls_total >= 4, "solved run: expected >= 4 tool calls, got %llu",
            (unsigned long long) a.summary.tool_calls_total);
+    uint32_t reads = 0, bashes = 0;
+    for (size_t i = 0; i < a.summary.n_tools; i++) {
+        if (strcmp (a.summary.tools[i].name, "Read") == 0)
+            reads = a.summary.tools[i].count;
+        if (strcmp (a.summary.tools[i].name, "Bash") == 0)
+            bashes = a.summary.tools[i].count;
+    }
+    CHECK (reads == 1, "solved run: expected 1 Read call, got %u", reads);
+    CHECK (bashes == 3, "solved run: expected 3 Bash calls (env, git apply, tests), got %u",
+           bashes);
+    CHECK (a.summary.model[0] != '\0', "solved run: model name recorded");
     CHECK (a.summary.permission_denials == 0, "solved run: %u permission denials",
            a.summary.permission_denials);
     CHECK (a.summary.input_tokens > 0, "solved run: input tokens counted");
@@ -556,6 +567,23 @@ static void test_real_solved (const modelserver_t *ms)
     CHECK (log_count (ms, "\"env_checked\":true") == 1, "the agent ran `env`");
     CHECK (log_count (ms, "\"env_leak\":false") == 1,
            "the agent's Bash environment shows no API key");
+}
+
+static void test_real_recovery (const modelserver_t *ms)
+{
+    /* One 529, then the API recovers: the CLI retries and finishes. */
+    attempt_t a;
+    attempt_spec_t spec = {.prompt = "The add function in calc.py subtracts its arguments instead "
+                                     "of adding them. DW_FAULT=529:1"};
+    run_attempt (ms, &spec, &a);
+    CHECK (a.verdict.grade, "recovered run: expected a normal finish, got %s (%s)",
+           a.verdict.reason, a.verdict.detail);
+    CHECK (a.summary.api_retries == 1, "recovered run: expected 1 api_retry event, got %u",
+           a.summary.api_retries);
+    CHECK (a.gateway.status_529 == 1, "recovered run: gateway saw 1 529, got %u",
+           a.gateway.status_529);
+    CHECK (sh ("cd %s && python3 test_calc.py", a.workspace) == 0,
+           "recovered run: the task's tests pass");
 }
 
 static void test_real_unsolved (const modelserver_t *ms)
@@ -700,6 +728,7 @@ int main (void)
 
     test_real_solved (&ms);
     test_real_unsolved (&ms);
+    test_real_recovery (&ms);
     test_real_faults (&ms);
     test_real_timeout_and_turns (&ms);
     test_real_preflight_and_version (&ms);
