@@ -5,7 +5,7 @@
  * docs/outcomes.md with synthetic stream-json transcripts. Part 2 checks
  * the command line and environment. Part 3 runs the real CLI (path in
  * DW_CLAUDE) through a real gateway on a unix socket against
- * driftwatch-modelserver, on a one-file git repository; without DW_CLAUDE
+ * driftwatch-modelserver, on a two-file git repository. Without DW_CLAUDE,
  * part 3 is skipped and the test exits 77.
  *
  * The tests run as root outside a sandbox, so the CLI gets IS_SANDBOX=1
@@ -614,8 +614,8 @@ static void test_real_faults (const modelserver_t *ms)
         {"DW_FAULT=drop", OUTCOME (INFRA_ERROR), "api_connection", 0},
         {"DW_FAULT=malformed", OUTCOME (INFRA_ERROR), "api_malformed", 0},
         /* message_start, then silence: the runner's wall limit (shorter than
-         * the CLI's 10 s idle timeout) kills the CLI while the gateway
-         * still holds the silent request. */
+         * the CLI's 10 s idle timeout) kills the CLI while the silent
+         * request is still open in the gateway. */
         {"DW_FAULT=stall", OUTCOME (INFRA_ERROR), "api_stalled", 8000},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

@@ -327,6 +327,8 @@ static void *relay_main (void *arg)
     dw_gateway_t *gw = r->gateway;
     char errbuf[CURL_ERROR_SIZE] = "";
 
+    /* NOTE: each request opens a new upstream connection (and TLS session);
+     * a shared curl connection cache would save that handshake per turn. */
     CURL *curl = curl_easy_init ();
     CURLcode code = CURLE_FAILED_INIT;
     if (curl) {
