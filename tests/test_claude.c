@@ -8,9 +8,10 @@
  * driftwatch-modelserver, on a two-file git repository. Without DW_CLAUDE,
  * part 3 is skipped and the test exits 77.
  *
- * The tests run as root outside a sandbox, so the CLI gets IS_SANDBOX=1
- * (the CLI rejects --dangerously-skip-permissions for uid 0 otherwise);
- * workers run it as a non-root uid inside bubblewrap instead.
+ * The tests run as root outside a sandbox and give the CLI IS_SANDBOX=1.
+ * With the subprocess env scrub on, the CLI accepts root anyway, but without
+ * the scrub it rejects --dangerously-skip-permissions for uid 0. Workers run
+ * the CLI as a non-root uid inside bubblewrap instead.
  */
 #include <errno.h>
 #include <jansson.h>
