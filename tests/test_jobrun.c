@@ -440,7 +440,7 @@ test_unknown_kind_and_bad_id (void)
     s_run (&attempt, "g-kind", "claude-code", "", repo, 60, 0);
     if (attempt.result)
         CHECK (attempt.result->outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR,
-               "claude-code without a hook: expected HARNESS_ERROR, got %d",
+               "claude-code without an API key: expected HARNESS_ERROR, got %d",
                attempt.result->outcome);
     s_free (&attempt);
 

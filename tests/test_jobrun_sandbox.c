@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +101,8 @@ typedef struct {
     uint64_t memory_bytes;
     uint64_t workspace_bytes;
     uint32_t wall_seconds;
+    uid_t sandbox_uid;
+    int keep;
 } run_t;
 
 static Driftwatch__V1__JobResult *
@@ -149,6 +152,8 @@ s_run (const run_t *run)
         .work_root = work,
         .cache_dir = cache,
         .sandbox = run->sandbox,
+        .sandbox_uid = run->sandbox_uid,
+        .keep_workspace = run->keep,
     };
     uint8_t *packed = NULL;
     size_t len = 0;
@@ -302,6 +307,27 @@ test_workspace_limit (void)
     driftwatch__v1__job_result__free_unpacked (result, NULL);
 }
 
+/* With sandbox_uid the sandbox runs as that host user; the runner must
+ * still take the diff from and grade a workspace that user owns. */
+static void
+test_sandbox_uid (void)
+{
+    run_t run = { .id = "uid", .command = FIX "; echo written > probe.txt",
+                  .sandbox_uid = 65534, .keep = 1 };
+    Driftwatch__V1__JobResult *result = s_run (&run);
+    if (!result)
+        return;
+    CHECK (result->outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_RESOLVED,
+           "uid: expected RESOLVED with sandbox_uid 65534, got %d (%s: %s)", result->outcome,
+           result->outcome_reason, result->detail);
+    char path[400];
+    snprintf (path, sizeof path, "%s/work/uid/ws/probe.txt", root);
+    struct stat st;
+    CHECK (stat (path, &st) == 0 && st.st_uid == 65534,
+           "uid: a file the agent wrote must belong to host uid 65534 (%s)", path);
+    driftwatch__v1__job_result__free_unpacked (result, NULL);
+}
+
 /* sandbox "none" runs on the host: the agent sees host paths. */
 static void
 test_sandbox_none (void)
@@ -335,6 +361,38 @@ test_unknown_sandbox (void)
     driftwatch__v1__job_result__free_unpacked (result, NULL);
 }
 
+static void
+test_harness_check (void)
+{
+    const char *source = getenv ("DW_SOURCE_DIR");
+    char work[300], stub[600], detail[1024];
+    snprintf (work, sizeof work, "%s/work", root);
+    snprintf (stub, sizeof stub, "%s/tests/fixtures/demo/stub-agent", source ? source : ".");
+    Driftwatch__V1__AgentConfig agent = DRIFTWATCH__V1__AGENT_CONFIG__INIT;
+    agent.kind = "stub";
+    dw_jobrun_options_t options = { .work_root = work, .stub_agent = stub };
+
+    int rc = dw_jobrun_harness_check (&agent, &options, detail, sizeof detail, NULL, 0);
+    CHECK (rc == 0, "harness: the stub through bwrap must pass: %s", detail);
+
+    options.stub_agent = NULL;
+    rc = dw_jobrun_harness_check (&agent, &options, detail, sizeof detail, NULL, 0);
+    CHECK (rc == -1 && strstr (detail, "stub agent path"),
+           "harness: a stub without a path must fail and say so: %s", detail);
+
+    options.stub_agent = stub;
+    options.sandbox = "chroot";
+    rc = dw_jobrun_harness_check (&agent, &options, detail, sizeof detail, NULL, 0);
+    CHECK (rc == -1 && strstr (detail, "unknown sandbox"),
+           "harness: an unknown sandbox must fail and say so: %s", detail);
+
+    agent.kind = "telepathy";
+    options.sandbox = NULL;
+    rc = dw_jobrun_harness_check (&agent, &options, detail, sizeof detail, NULL, 0);
+    CHECK (rc == -1 && strstr (detail, "telepathy"),
+           "harness: an unknown kind must fail and name it: %s", detail);
+}
+
 int
 main (void)
 {
@@ -357,8 +415,10 @@ main (void)
     test_grading_offline ();
     test_memory_limit ();
     test_workspace_limit ();
+    test_sandbox_uid ();
     test_sandbox_none ();
     test_unknown_sandbox ();
+    test_harness_check ();
 
     if (failures) {
         fprintf (stderr, "test_jobrun_sandbox: %d check(s) failed (files kept in %s)\n",

@@ -38,8 +38,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "dw_agent_claude.h"
 #include "dw_gitcache.h"
 #include "dw_grade.h"
 #include "dw_log.h"
@@ -784,9 +786,27 @@ dw_jobrun_execute (const Driftwatch__V1__JobAssignment *job, const dw_jobrun_opt
      * settings from the same options. */
     dw_jobrun_options_t effective = *opts;
     dw_jobrun_hook_t sandbox_hook;
+    dw_jobrun_hook_t agent_hook;
     if (!effective.sandbox_hook) {
         dw_sandbox_hook_init (&sandbox_hook, &effective);
         effective.sandbox_hook = &sandbox_hook;
+    }
+    /* A worker without a key or a CLI cannot run claude-code at all: that
+     * is a harness error, not a failure of this attempt. */
+    const char *kind = job->agent && job->agent->kind ? job->agent->kind : "";
+    char harness_problem[256] = "";
+    if (!effective.agent_hook && strcmp (kind, "claude-code") == 0) {
+        dw_agent_claude_hook_init (&agent_hook, &effective);
+        effective.agent_hook = &agent_hook;
+        const char *claude = effective.claude_path ? effective.claude_path
+                                                   : DW_JOBRUN_CLAUDE_PATH;
+        if (!effective.api_key || !*effective.api_key)
+            snprintf (harness_problem, sizeof harness_problem,
+                      "agent kind claude-code needs a model API key; set the worker's api_key");
+        else if (access (claude, X_OK) != 0)
+            snprintf (harness_problem, sizeof harness_problem,
+                      "Claude Code CLI %s is missing or not executable; install it with "
+                      "deploy/install-claude-code.sh or set claude_path", claude);
     }
     opts = &effective;
 
@@ -812,6 +832,10 @@ dw_jobrun_execute (const Driftwatch__V1__JobAssignment *job, const dw_jobrun_opt
     else if (!job->task || !job->task->base_commit || !*job->task->base_commit) {
         s_outcome (&self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "invalid_assignment",
                    "the assignment has no task or no base_commit");
+    }
+    else if (harness_problem[0]) {
+        s_outcome (&self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "agent_unsupported",
+                   "%s", harness_problem);
     }
     else if (!s_valid_attempt_id (job->attempt_id)) {
         s_outcome (&self, DRIFTWATCH__V1__OUTCOME__OUTCOME_HARNESS_ERROR, "invalid_assignment",
@@ -841,5 +865,300 @@ dw_jobrun_execute (const Driftwatch__V1__JobAssignment *job, const dw_jobrun_opt
     if (self.attempt_dir && !opts->keep_workspace)
         dw_rm_rf (self.attempt_dir);
     s_attempt_free (&self);
+    return rc;
+}
+
+/* --- harness check ------------------------------------------------------- */
+
+/* Wall limit of one harness check run. */
+#define DW_JOBRUN_HARNESS_WALL_S 60
+#define DW_JOBRUN_HARNESS_PROMPT "Reply with the single word: ready"
+
+typedef struct {
+    const dw_jobrun_hook_t *agent_hook;
+    void *agent_state;
+    uint64_t lines;
+} dw_harness_sink_t;
+
+static void
+s_harness_line (void *arg, const char *line, size_t len, int truncated)
+{
+    dw_harness_sink_t *sink = arg;
+    sink->lines++;
+    if (sink->agent_hook && sink->agent_hook->on_line && sink->agent_state)
+        sink->agent_hook->on_line (sink->agent_state, line, len, truncated);
+}
+
+/* First non-empty line of the file at PATH into OUT ("" when none). */
+static void
+s_first_line (const char *path, char *out, size_t size)
+{
+    out[0] = '\0';
+    char *text = dw_read_file (path, 64 * 1024, NULL);
+    if (!text)
+        return;
+    char *line = text + strspn (text, " \t\r\n");
+    line[strcspn (line, "\r\n")] = '\0';
+    snprintf (out, size, "%s", line);
+    free (text);
+}
+
+/* What to do about a failed claude-code check with verdict REASON. */
+static const char *
+s_claude_fix (const char *reason, uint64_t lines)
+{
+    if (strncmp (reason, "api_", 4) == 0 || strcmp (reason, "no_result_event") == 0)
+        return "check upstream_url and api_key, and that the model API is reachable from the "
+               "worker";
+    if (strcmp (reason, "agent_not_started") == 0)
+        return "check claude_path";
+    if (lines == 0)
+        return "the CLI printed nothing, so its stderr line names the cause (a rejected flag "
+               "means this CLI version does not accept driftwatch's arguments, or it ran as "
+               "root: check the sandbox and sandbox_uid)";
+    return "read the CLI's stderr in the worker log";
+}
+
+/* Scratch attempt directories of one check, under work_root. */
+typedef struct {
+    char *root, *ws, *home, *tmp, *input, *task_file, *prompt_file, *stderr_file;
+} dw_harness_dirs_t;
+
+static void
+s_harness_dirs_free (dw_harness_dirs_t *dirs)
+{
+    if (dirs->root)
+        dw_rm_rf (dirs->root);
+    char **all[] = { &dirs->root, &dirs->ws, &dirs->home, &dirs->tmp, &dirs->input,
+                     &dirs->task_file, &dirs->prompt_file, &dirs->stderr_file };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        free (*all[i]);
+        *all[i] = NULL;
+    }
+}
+
+static int
+s_harness_dirs (dw_harness_dirs_t *dirs, const char *work_root, char *detail, size_t detail_len)
+{
+    static volatile int counter;
+    int number = __sync_add_and_fetch (&counter, 1);
+    dirs->root = dw_strdup_printf ("%s/harness-%d-%d", work_root, (int) getpid (), number);
+    dirs->ws = dw_strdup_printf ("%s/ws", dirs->root);
+    dirs->home = dw_strdup_printf ("%s/home", dirs->root);
+    dirs->tmp = dw_strdup_printf ("%s/tmp", dirs->root);
+    dirs->input = dw_strdup_printf ("%s/input", dirs->root);
+    dirs->task_file = dw_strdup_printf ("%s/input/task.json", dirs->root);
+    dirs->prompt_file = dw_strdup_printf ("%s/input/prompt.txt", dirs->root);
+    dirs->stderr_file = dw_strdup_printf ("%s/agent.stderr", dirs->root);
+    if (!dirs->root || !dirs->ws || !dirs->home || !dirs->tmp || !dirs->input
+        || !dirs->task_file || !dirs->prompt_file || !dirs->stderr_file) {
+        snprintf (detail, detail_len, "out of memory");
+        return -1;
+    }
+    dw_rm_rf (dirs->root);
+    const char *make[] = { dirs->ws, dirs->home, dirs->tmp, dirs->input };
+    for (size_t i = 0; i < sizeof make / sizeof make[0]; i++) {
+        mode_t mode = make[i] == dirs->ws || make[i] == dirs->input ? 0755 : 0700;
+        if (dw_mkdir_p (make[i], mode) != 0) {
+            snprintf (detail, detail_len, "cannot create %s: %s; check work_root", make[i],
+                      strerror (errno));
+            return -1;
+        }
+    }
+    if (chmod (dirs->root, 0755) != 0
+        || dw_write_file_atomic (dirs->task_file, "{}\n", 3, 0644) != 0
+        || dw_write_file_atomic (dirs->prompt_file, DW_JOBRUN_HARNESS_PROMPT,
+                                 strlen (DW_JOBRUN_HARNESS_PROMPT), 0644)
+               != 0) {
+        snprintf (detail, detail_len, "cannot write the check's input files in %s: %s",
+                  dirs->input, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The agent program of kind KIND, checked for existence; 0 or -1. */
+static int
+s_harness_program (const char *kind, const Driftwatch__V1__AgentConfig *agent,
+                   const dw_jobrun_options_t *opts, char *detail, size_t detail_len)
+{
+    const char *command = agent && agent->command && *agent->command ? agent->command : NULL;
+    const char *program = NULL;
+    const char *fix = "";
+    if (strcmp (kind, "stub") == 0) {
+        /* A stub with a command runs it through the shell, like kind command. */
+        program = command ? "/bin/sh" : opts->stub_agent;
+        fix = command ? "install a POSIX shell at /bin/sh" : "set the stub agent path";
+    }
+    else if (strcmp (kind, "command") == 0) {
+        if (!command) {
+            snprintf (detail, detail_len, "agent kind \"command\" needs agent.command");
+            return -1;
+        }
+        program = "/bin/sh";
+        fix = "install a POSIX shell at /bin/sh";
+    }
+    else if (strcmp (kind, "claude-code") == 0) {
+        program = opts->claude_path ? opts->claude_path : DW_JOBRUN_CLAUDE_PATH;
+        fix = "install the CLI with deploy/install-claude-code.sh or set claude_path";
+    }
+    else {
+        snprintf (detail, detail_len, "this worker cannot run agent kind \"%s\"; use stub, "
+                                      "command or claude-code", kind);
+        return -1;
+    }
+    if (!program || access (program, X_OK) != 0) {
+        snprintf (detail, detail_len, "agent program %s is missing or not executable (%s); %s",
+                  program ? program : "(none)", program ? strerror (errno) : "not set", fix);
+        return -1;
+    }
+    return 0;
+}
+
+int
+dw_jobrun_harness_check (const Driftwatch__V1__AgentConfig *agent,
+                         const dw_jobrun_options_t *opts, char *detail, size_t detail_len,
+                         char *cli_version, size_t version_len)
+{
+    const char *kind = agent && agent->kind && *agent->kind ? agent->kind : "stub";
+    int claude = strcmp (kind, "claude-code") == 0;
+    detail[0] = '\0';
+    if (cli_version && version_len)
+        cli_version[0] = '\0';
+    if (!opts->work_root || !*opts->work_root) {
+        snprintf (detail, detail_len, "the worker set no work_root for the harness check");
+        return -1;
+    }
+    if (s_harness_program (kind, agent, opts, detail, detail_len) != 0)
+        return -1;
+
+    dw_harness_dirs_t dirs;
+    memset (&dirs, 0, sizeof dirs);
+    if (s_harness_dirs (&dirs, opts->work_root, detail, detail_len) != 0) {
+        s_harness_dirs_free (&dirs);
+        return -1;
+    }
+
+    /* A stand-in assignment: one turn for the CLI, no repository. */
+    Driftwatch__V1__AgentConfig config = DRIFTWATCH__V1__AGENT_CONFIG__INIT;
+    if (agent)
+        config = *agent;
+    config.kind = (char *) kind;
+    if (claude)
+        config.max_turns = 1;
+    Driftwatch__V1__TaskSpec task = DRIFTWATCH__V1__TASK_SPEC__INIT;
+    task.instance_id = "harness-check";
+    Driftwatch__V1__Limits limits = DRIFTWATCH__V1__LIMITS__INIT;
+    limits.wall_seconds = DW_JOBRUN_HARNESS_WALL_S;
+    Driftwatch__V1__JobAssignment job = DRIFTWATCH__V1__JOB_ASSIGNMENT__INIT;
+    job.run_id = "harness";
+    job.job_id = "harness";
+    job.attempt_id = "harness";
+    job.task = &task;
+    job.agent = &config;
+    job.limits = &limits;
+
+    dw_jobrun_options_t effective = *opts;
+    dw_jobrun_hook_t sandbox_hook;
+    dw_jobrun_hook_t claude_hook;
+    if (!effective.sandbox_hook) {
+        dw_sandbox_hook_init (&sandbox_hook, &effective);
+        effective.sandbox_hook = &sandbox_hook;
+    }
+    if (!effective.agent_hook && claude) {
+        dw_agent_claude_hook_init (&claude_hook, &effective);
+        effective.agent_hook = &claude_hook;
+    }
+    const dw_jobrun_hook_t *hooks[2] = { effective.agent_hook, effective.sandbox_hook };
+    void *states[2] = { NULL, NULL };
+    int prepared[2] = { 0, 0 };
+
+    const char *path = getenv ("PATH");
+    char *path_env = dw_strdup_printf ("PATH=%s", path && *path ? path : "/usr/bin:/bin");
+    char *envp[] = { path_env, NULL };
+    char *argv[] = { "true", NULL };
+    dw_harness_sink_t sink = { .agent_hook = effective.agent_hook };
+    dw_proc_spec_t spec = {
+        .argv = argv,
+        .envp = envp,
+        .cwd = dirs.ws,
+        .on_line = s_harness_line,
+        .line_arg = &sink,
+        .line_max = DW_EVENT_PAYLOAD_MAX,
+        .stderr_path = dirs.stderr_file,
+        .wall_ms = DW_JOBRUN_HARNESS_WALL_S * 1000ull,
+    };
+    dw_jobrun_paths_t paths = {
+        .attempt_dir = dirs.root,
+        .workspace = dirs.ws,
+        .home = dirs.home,
+        .tmp = dirs.tmp,
+        .input_dir = dirs.input,
+        .task_file = dirs.task_file,
+        .prompt_file = dirs.prompt_file,
+    };
+
+    int rc = -1;
+    for (int i = 0; i < 2; i++) {
+        char err[512] = "";
+        if (!hooks[i] || !hooks[i]->prepare)
+            continue;
+        if (hooks[i]->prepare (hooks[i]->context, &job, DW_JOBRUN_STAGE_AGENT, &paths, &spec,
+                               &states[i], err, sizeof err)
+            != 0) {
+            snprintf (detail, detail_len, "%s setup failed: %s", i == 0 ? "agent" : "sandbox",
+                      err);
+            goto done;
+        }
+        prepared[i] = 1;
+    }
+    sink.agent_state = states[0];
+
+    dw_proc_result_t proc;
+    if (dw_proc_run (&spec, &proc) != 0) {
+        snprintf (detail, detail_len, "cannot start %s: %s", spec.argv[0], proc.error);
+        goto done;
+    }
+    Driftwatch__V1__JobResult result = DRIFTWATCH__V1__JOB_RESULT__INIT;
+    for (int i = 0; i < 2; i++)
+        if (prepared[i] && hooks[i]->finish)
+            hooks[i]->finish (states[i], &proc, &result);
+
+    char first_stderr[200];
+    s_first_line (dirs.stderr_file, first_stderr, sizeof first_stderr);
+    const char *backend = dw_sandbox_hook_backend (&effective, NULL);
+    if (claude) {
+        if (cli_version && version_len && result.cli_version_before)
+            snprintf (cli_version, version_len, "%s", result.cli_version_before);
+        if (result.outcome != DRIFTWATCH__V1__OUTCOME__OUTCOME_UNSPECIFIED) {
+            const char *reason = result.outcome_reason ? result.outcome_reason : "unknown";
+            snprintf (detail, detail_len,
+                      "Claude Code check through sandbox %s failed: %s (%s); stderr: %s; %s",
+                      backend, reason, result.detail ? result.detail : "",
+                      first_stderr[0] ? first_stderr : "empty", s_claude_fix (reason, sink.lines));
+            goto done;
+        }
+    }
+    else if (dw_proc_status (&proc) != 0) {
+        snprintf (detail, detail_len,
+                  "the sandbox (%s) could not run `true`: exit status %d, stderr: %s; run the "
+                  "worker's preflight checks (bubblewrap, user namespaces, cgroups)",
+                  backend, dw_proc_status (&proc), first_stderr[0] ? first_stderr : "empty");
+        goto done;
+    }
+    snprintf (detail, detail_len, "agent kind %s runs through sandbox %s%s%s", kind, backend,
+              claude ? " with CLI " : "", claude && cli_version ? cli_version : "");
+    rc = 0;
+
+done:
+    for (int i = 1; i >= 0; i--)
+        if (prepared[i] && hooks[i]->release)
+            hooks[i]->release (states[i]);
+    if (rc == 0)
+        dw_info ("harness check ok kind=%s detail=\"%s\"", kind, detail);
+    else
+        dw_warn ("harness check failed kind=%s detail=\"%s\"", kind, detail);
+    free (path_env);
+    s_harness_dirs_free (&dirs);
     return rc;
 }

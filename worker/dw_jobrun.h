@@ -106,8 +106,9 @@ typedef struct {
     int keep_workspace;
     dw_jobrun_event_fn *on_event;
     void *event_arg;
-    /* Agent runner for kind "claude-code" (required for it), or a wrapper
-     * for the other kinds; NULL for none. See dw_jobrun_hook_t. */
+    /* Agent runner, or a wrapper for the other kinds; NULL means none, and
+     * for kind "claude-code" the built-in runner (dw_agent_claude.h). See
+     * dw_jobrun_hook_t. */
     const dw_jobrun_hook_t *agent_hook;
     /* Sandbox for the agent and the tests; NULL means the built-in one
      * (dw_sandbox_hook.h) with the backend named by `sandbox` below. */
@@ -126,7 +127,8 @@ typedef struct {
     uid_t sandbox_uid;
     /* Claude Code CLI for kind "claude-code" (NULL means
      * DW_JOBRUN_CLAUDE_PATH) and its install directory, bound read-only
-     * into the sandbox (NULL means DW_JOBRUN_CLAUDE_DIR). */
+     * into the sandbox. NULL claude_dir means the part of claude_path
+     * before "/node_modules/", else DW_JOBRUN_CLAUDE_DIR. */
     const char *claude_path;
     const char *claude_dir;
     /* Model API base URL the gateway forwards to (NULL means
@@ -143,6 +145,18 @@ typedef struct {
 /* Default install of the Claude Code CLI (deploy/install-claude-code.sh). */
 #define DW_JOBRUN_CLAUDE_DIR "/opt/driftwatch/claude-code"
 #define DW_JOBRUN_CLAUDE_PATH DW_JOBRUN_CLAUDE_DIR "/node_modules/.bin/claude"
+
+/* Check that this worker can run AGENT with OPTS before it asks for jobs.
+ * Kinds "stub" and "command": the agent program exists and is executable,
+ * and `true` runs through the configured sandbox. Kind "claude-code": a
+ * trivial prompt runs through the same sandbox, gateway and CLI options as
+ * an attempt and must end with a successful result event; the CLI version
+ * goes to CLI_VERSION. Returns 0 when the harness works, -1 with DETAIL
+ * saying what failed and how to fix it. Takes up to a minute; uses a
+ * scratch directory under opts->work_root. */
+int dw_jobrun_harness_check (const Driftwatch__V1__AgentConfig *agent,
+                             const dw_jobrun_options_t *opts, char *detail, size_t detail_len,
+                             char *cli_version, size_t version_len);
 
 /* Run JOB and return its result, packed, in *PACKED (malloc'd, caller
  * frees) and *LEN. Every failure of the job itself becomes a result with an

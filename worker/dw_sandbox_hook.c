@@ -32,6 +32,10 @@ typedef struct {
     /* Environment of the bwrap or podman process itself, on the host. */
     char *wrapper_env[4];
     uint64_t memory_limit;
+    /* Kill hook that was in the spec before (the agent hook's), called
+     * before the sandbox's own. */
+    dw_proc_kill_fn *inner_kill;
+    void *inner_kill_arg;
     char reason[64];
     char detail[DW_JOBRUN_DETAIL_MAX];
 } dw_sandbox_state_t;
@@ -170,6 +174,33 @@ s_program_dir (const char *program)
     return dir;
 }
 
+/* dw_proc_kill_fn: let the agent hook see the kill first (it records the
+ * gateway's state while the request is still open), then kill the whole
+ * sandbox. */
+static void
+s_kill (void *arg, pid_t pgid, int signal)
+{
+    dw_sandbox_state_t *state = arg;
+    if (state->inner_kill)
+        state->inner_kill (state->inner_kill_arg, pgid, signal);
+    dw_sandbox_kill_hook (state->sandbox, pgid, signal);
+}
+
+/* Install directory of the Claude Code CLI to bind read-only: claude_dir,
+ * else the part of claude_path before "/node_modules/", else the default.
+ * Heap string. */
+static char *
+s_claude_dir (const dw_jobrun_options_t *options)
+{
+    if (options->claude_dir && *options->claude_dir)
+        return strdup (options->claude_dir);
+    const char *path = options->claude_path;
+    const char *modules = path ? strstr (path, "/node_modules/") : NULL;
+    if (modules && modules > path)
+        return strndup (path, (size_t) (modules - path));
+    return strdup (DW_JOBRUN_CLAUDE_DIR);
+}
+
 static int
 s_prepare (void *context, const Driftwatch__V1__JobAssignment *job, dw_jobrun_stage_t stage,
            const dw_jobrun_paths_t *paths, dw_proc_spec_t *spec, void **state_p, char *err,
@@ -221,8 +252,10 @@ s_prepare (void *context, const Driftwatch__V1__JobAssignment *job, dw_jobrun_st
      * directory of an agent program outside the system directories (the
      * stub agent, say). */
     const char *binds[2] = { NULL, NULL };
-    if (claude)
-        binds[0] = options->claude_dir ? options->claude_dir : DW_JOBRUN_CLAUDE_DIR;
+    if (claude) {
+        program_dir = s_claude_dir (options);
+        binds[0] = program_dir;
+    }
     else if (stage == DW_JOBRUN_STAGE_AGENT && spec->argv && spec->argv[0]) {
         program_dir = s_program_dir (spec->argv[0]);
         binds[0] = program_dir;
@@ -293,8 +326,10 @@ s_prepare (void *context, const Driftwatch__V1__JobAssignment *job, dw_jobrun_st
     spec->envp = state->wrapper_env;
     spec->pre_exec = dw_sandbox_pre_exec;
     spec->pre_exec_arg = state->sandbox;
-    spec->kill_hook = dw_sandbox_kill_hook;
-    spec->kill_arg = state->sandbox;
+    state->inner_kill = spec->kill_hook;
+    state->inner_kill_arg = spec->kill_arg;
+    spec->kill_hook = s_kill;
+    spec->kill_arg = state;
 
     s_env_free (env);
     free (program_dir);

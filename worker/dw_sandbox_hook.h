@@ -14,7 +14,8 @@
  * backends give it no network.
  *
  * The hook wraps the argv, installs dw_sandbox_pre_exec and the sandbox's
- * kill hook in the process spec, and after the agent ran turns an OOM kill
+ * kill hook in the process spec (a kill hook the agent hook set there runs
+ * first), and after the agent ran turns an OOM kill
  * or a watchdog kill into AGENT_ERROR with reason "memory_limit",
  * "workspace_limit" or "cpu_limit" (TIMEOUT for the backup wall clock).
  * Git operations of the runner (clone, diff) never go through it.

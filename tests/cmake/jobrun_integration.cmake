@@ -5,3 +5,6 @@
 # the CLI.
 dw_add_unit_test(test_jobrun_sandbox SOURCES test_jobrun_sandbox.c LIBS dwworker TIMEOUT 120)
 set_tests_properties(test_jobrun_sandbox PROPERTIES SKIP_RETURN_CODE 77)
+dw_add_unit_test(test_jobrun_claude SOURCES test_jobrun_claude.c LIBS dwworker TIMEOUT 120)
+set_tests_properties(test_jobrun_claude PROPERTIES SKIP_RETURN_CODE 77)
+add_dependencies(test_jobrun_claude driftwatch-modelserver)
