@@ -1,8 +1,8 @@
-# Helpers for the fault-injection scripts: start the coordinator and workers
-# as separate processes, inject a fault, and check afterwards that every job
-# has exactly one final result and the same outcome as a fault-free run of
-# the same day and configuration (the stub agent's outcome depends only on
-# the job's seed, which does not change between attempts).
+# Helpers for the fault-injection scripts, which start the coordinator and
+# workers as separate processes and inject a fault. Afterwards every job must
+# have exactly one final result and the same outcome as a fault-free run of
+# the same day and configuration. The stub agent's outcome depends only on
+# the job's seed, which does not change between attempts.
 
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
@@ -275,7 +275,7 @@ wait_workers () {
 }
 
 # worker_key NAME: worker NAME's public key in Z85 text. With CURVE the
-# coordinator identifies a worker by this key, so attempts.worker_id holds it.
+# coordinator identifies a worker by this key, so attempts.worker_id contains it.
 worker_key () {
     sed -n 's/^ *public-key = "\(.*\)"$/\1/p' "$TEST_TMP/worker-$1/worker.cert"
 }
@@ -321,8 +321,8 @@ check_exactly_once () {
         "$(sql "SELECT config_hash FROM runs")"
     check_eq "runs" 1 "$(sql "SELECT count(*) FROM runs")"
 
-    # A job made final by lease expiry at max attempts has no results row;
-    # every other final job has exactly one final result, the one it names.
+    # A job made final by lease expiry at max attempts has no results row.
+    # Every other final job has exactly one final result, the one it names.
     local expired_final wrong_final
     expired_final=$(sql "SELECT count(*) FROM jobs j JOIN attempts a ON a.id = j.final_attempt_id
                          WHERE j.final_outcome = 'infra_error' AND a.state = 'expired'

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fault: partition a worker from the coordinator for longer than its lease.
 # The worker runs in a network namespace joined to the host by a veth pair
-# (10.200.x.0/30, so traffic stays on this machine); the coordinator binds
-# the host-side address. A firewall rule inside the namespace drops all
+# (10.200.x.0/30, so traffic stays on this machine), and the coordinator
+# binds the host-side address. A firewall rule inside the namespace drops all
 # traffic while the worker is in the middle of a job. Its attempt must
 # expire and be retried on the other worker; after the partition heals the
 # worker reconnects and its late result is stored as superseded (or final,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fault: restart PostgreSQL (fast shutdown, start again a few seconds later)
 # in the middle of the run. The coordinator must buffer the results that
-# arrive meanwhile, reconnect and commit them; nothing may be lost. This
+# arrive meanwhile, reconnect and commit them, and nothing may be lost. This
 # script runs its own throwaway cluster, because it stops it.
 . "$(dirname "$0")/lib.sh"
 setup_tmp fault-restart-postgres

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fault: the disk under a worker's spool is full. A 64 KiB tmpfs is mounted
 # over the worker's spool directory and filled. The worker must log that it
-# could not write the result and must not send it, since the result has no
-# durable copy; the attempt's lease expires and the job is retried. Once
+# could not write the result and must not send it, because the result has
+# no durable copy. The attempt's lease expires and the job is retried. Once
 # space is freed the worker works normally. Every job keeps exactly one final
 # result.
 . "$(dirname "$0")/lib.sh"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fault: SIGSTOP a worker in the middle of a job for longer than its lease,
-# then SIGCONT it. The attempt expires and another worker finishes the job;
-# the stopped worker reconnects and delivers its late result, which must be
+# then SIGCONT it. The attempt expires and another worker finishes the job.
+# The stopped worker reconnects and delivers its late result, which must be
 # stored as superseded. Every job keeps exactly one final result.
 . "$(dirname "$0")/lib.sh"
 setup_database fault_stop_worker
