@@ -353,7 +353,7 @@ static int
 s_start_server (int port, const char *suite, const char *log)
 {
     const char *build = getenv ("DW_BUILD_DIR");
-    char *server = dw_strdup_printf ("%s/tests/driftwatch-modelserver", build ? build : ".");
+    char *server = dw_strdup_printf ("%s/driftwatch-modelserver", build ? build : ".");
     char port_text[16];
     snprintf (port_text, sizeof port_text, "%d", port);
     int fds[2];
