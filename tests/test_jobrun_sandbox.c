@@ -1,9 +1,10 @@
-/* dw_jobrun through the built-in sandbox hook (bubblewrap): a throwaway git
- * repository with a Python unittest task and agents written as shell
- * commands. Checks what the agent sees (paths, uid, files of the worker),
- * that grading has no network, and that a memory or workspace limit kill
- * is an AGENT_ERROR with its own reason. Needs root and bubblewrap; exits
- * 77 (skipped) otherwise. */
+/* dw_jobrun through the built-in sandbox hook: a throwaway git repository
+ * with a Python unittest task and agents written as shell commands. Checks
+ * the agent's view under bubblewrap (paths, uid, files of the worker), that
+ * grading has no network, that a memory or workspace limit kill is an
+ * AGENT_ERROR with its own reason, sandbox_uid, sandbox "none", a task with
+ * a podman image (when podman and busybox-static exist), and the harness
+ * check. Needs root and bubblewrap; exits 77 (skipped) otherwise. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -89,6 +90,8 @@ s_make_repo (void)
 
 static char *f2p[] = { "tests.test_calc.CalcTest.test_add" };
 static char *p2p[] = { "tests.test_calc.CalcTest.test_sub" };
+static char *tap_f2p[] = { "test_add" };
+static char *tap_p2p[] = { "test_sub" };
 
 /* Fix add() the way an agent would. */
 #define FIX "sed -i '0,/return a - b/s//return a + b/' calc.py"
@@ -103,6 +106,8 @@ typedef struct {
     uint32_t wall_seconds;
     uid_t sandbox_uid;
     int keep;
+    /* Container image (podman backend); the task then uses TAP test names. */
+    const char *image;
 } run_t;
 
 static Driftwatch__V1__JobResult *
@@ -124,6 +129,12 @@ s_run (const run_t *run)
     task.test_cmd = (char *) (run->test_cmd ? run->test_cmd
                                              : "python3 -m unittest -v tests.test_calc");
     task.test_format = "unittest";
+    if (run->image) {
+        task.image = (char *) run->image;
+        task.test_format = "tap";
+        task.fail_to_pass = tap_f2p;
+        task.pass_to_pass = tap_p2p;
+    }
 
     Driftwatch__V1__AgentConfig agent = DRIFTWATCH__V1__AGENT_CONFIG__INIT;
     agent.kind = "command";
@@ -328,6 +339,61 @@ test_sandbox_uid (void)
     driftwatch__v1__job_result__free_unpacked (result, NULL);
 }
 
+/* Image that the container tests import from busybox-static. */
+#define TEST_IMAGE "localhost/driftwatch-test-busybox:1"
+
+/* Import a busybox root filesystem as TEST_IMAGE unless it exists; 0 when
+ * the image is there. */
+static int
+s_ensure_image (void)
+{
+    if (s_sh ("podman image exists " TEST_IMAGE " 2>/dev/null") == 0)
+        return 0;
+    if (access ("/bin/busybox", X_OK) != 0)
+        return -1;
+    return s_sh ("set -e; d=%s/rootfs; mkdir -p $d/bin $d/etc $d/tmp $d/workspace $d/home/agent;"
+                 " cp /bin/busybox $d/bin/; for a in $(/bin/busybox --list); do"
+                 " [ $a = busybox ] || ln -sf busybox $d/bin/$a; done;"
+                 " echo 'root:x:0:0::/root:/bin/sh' > $d/etc/passwd;"
+                 " tar -C $d -cf %s/rootfs.tar . ; podman import -q %s/rootfs.tar " TEST_IMAGE
+                 " >/dev/null",
+                 root, root, root) == 0 ? 0 : -1;
+}
+
+/* A task naming an image runs agent and tests in podman with the same
+ * paths. Busybox has no Python, so the hidden "tests" are a TAP script,
+ * and test_sub fails if the tests can fetch a web page. */
+static void
+test_podman_image (void)
+{
+    if (system ("podman --version > /dev/null 2>&1") != 0 || s_ensure_image () != 0) {
+        fprintf (stderr, "podman: skipped (needs podman and busybox-static)\n");
+        return;
+    }
+    run_t run = {
+        .id = "podman",
+        .command = "sed -i '2s/a - b/a + b/' calc.py; { id -u; echo \"$DW_WORKSPACE\";"
+                   " test -r \"$DW_TASK_FILE\" && echo task_readable; } > probe.txt",
+        .test_cmd = "if grep -q 'return a + b' calc.py; then echo 'ok 1 - test_add';"
+                    " else echo 'not ok 1 - test_add'; fi;"
+                    " if wget -q -T 2 -O /dev/null http://example.com; then"
+                    " echo 'not ok 2 - test_sub';"
+                    " else echo 'ok 2 - test_sub'; fi; echo 1..2",
+        .image = TEST_IMAGE,
+    };
+    Driftwatch__V1__JobResult *result = s_run (&run);
+    if (!result)
+        return;
+    const char *diff = s_diff (result);
+    CHECK (result->outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_RESOLVED,
+           "podman: expected RESOLVED, got %d (%s: %s)", result->outcome,
+           result->outcome_reason, result->detail);
+    CHECK (strstr (diff, "+1000\n+/workspace\n+task_readable") != NULL,
+           "podman: the agent must run as uid 1000 in /workspace with its task file:\n%s",
+           diff);
+    driftwatch__v1__job_result__free_unpacked (result, NULL);
+}
+
 /* sandbox "none" runs on the host: the agent sees host paths. */
 static void
 test_sandbox_none (void)
@@ -417,6 +483,7 @@ main (void)
     test_workspace_limit ();
     test_sandbox_uid ();
     test_sandbox_none ();
+    test_podman_image ();
     test_unknown_sandbox ();
     test_harness_check ();
 
