@@ -248,6 +248,9 @@ static int ensure_demo_suite (const dw_options_t *opts, char *path, size_t size)
     return 0;
 }
 
+/* The suite file the run came from ("" for a suite found by name). */
+static char s_suite_path[PATH_MAX];
+
 static int resolve_suite (const dw_options_t *opts, dw_store_t *store, int64_t *suite_id,
                           char *name, size_t name_size)
 {
@@ -258,6 +261,7 @@ static int resolve_suite (const dw_options_t *opts, dw_store_t *store, int64_t *
         if (ensure_demo_suite (opts, path, sizeof path) != 0)
             return -1;
         snprintf (name, name_size, "demo");
+        snprintf (s_suite_path, sizeof s_suite_path, "%s", path);
         return import_file (store, path, name, 0, suite_id);
     }
     if (stat (opts->suite, &st) == 0 && S_ISREG (st.st_mode)) {
@@ -265,6 +269,8 @@ static int resolve_suite (const dw_options_t *opts, dw_store_t *store, int64_t *
             snprintf (name, name_size, "%s", opts->suite_name);
         else
             suite_name_from_path (opts->suite, name, name_size);
+        if (!realpath (opts->suite, s_suite_path))
+            snprintf (s_suite_path, sizeof s_suite_path, "%s", opts->suite);
         return import_file (store, opts->suite, name, 0, suite_id);
     }
 
@@ -370,6 +376,81 @@ int dw_coordinator_keygen (const dw_options_t *opts)
     return DW_EXIT_OK;
 }
 
+/* --- scripted model server ------------------------------------------------------------ */
+
+typedef struct {
+    pid_t pid;
+    char url[64];
+} model_server_t;
+
+/* Start the bundled scripted Messages-API server on loopback for SUITE_PATH
+ * and read the port it picked. */
+static int start_model_server (const char *suite_path, const char *log_dir, model_server_t *server)
+{
+    char path[PATH_MAX];
+    snprintf (path, sizeof path, "%s/driftwatch-modelserver", dw_self_dir ());
+    if (access (path, X_OK) != 0) {
+        fprintf (stderr, "coordinator: the scripted model server %s is missing; build it, or set "
+                         "ANTHROPIC_API_KEY to use the real API\n",
+                 path);
+        return -1;
+    }
+    char log_path[PATH_MAX + 32];
+    snprintf (log_path, sizeof log_path, "%s/modelserver.log", log_dir);
+
+    int fds[2];
+    if (pipe (fds) != 0)
+        return -1;
+    pid_t pid = fork ();
+    if (pid < 0) {
+        close (fds[0]);
+        close (fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2 (fds[1], STDOUT_FILENO);
+        int log = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (log >= 0)
+            dup2 (log, STDERR_FILENO);
+        close (fds[0]);
+        char *argv[] = { path, "--port", "0", "--suite", (char *) suite_path, NULL };
+        execv (path, argv);
+        _exit (127);
+    }
+    close (fds[1]);
+
+    /* The server prints "listening port=N" once it accepts connections. */
+    FILE *out = fdopen (fds[0], "r");
+    char line[256];
+    unsigned port = 0;
+    while (out && fgets (line, sizeof line, out))
+        if (sscanf (line, "listening port=%u", &port) == 1)
+            break;
+    if (out)
+        fclose (out);
+    if (port == 0) {
+        fprintf (stderr, "coordinator: the scripted model server did not start; see %s\n",
+                 log_path);
+        kill (pid, SIGTERM);
+        waitpid (pid, NULL, 0);
+        return -1;
+    }
+    server->pid = pid;
+    snprintf (server->url, sizeof server->url, "http://127.0.0.1:%u", port);
+    printf ("no ANTHROPIC_API_KEY: local workers use the scripted model server at %s\n",
+            server->url);
+    return 0;
+}
+
+static void stop_model_server (model_server_t *server)
+{
+    if (server->pid <= 0)
+        return;
+    kill (server->pid, SIGTERM);
+    waitpid (server->pid, NULL, 0);
+    server->pid = 0;
+}
+
 /* --- local workers --------------------------------------------------------------------- */
 
 typedef struct {
@@ -378,7 +459,8 @@ typedef struct {
 } local_workers_t;
 
 static int start_local_workers (const dw_options_t *opts, const char *endpoint,
-                                const coordinator_keys_t *keys, local_workers_t *workers)
+                                const coordinator_keys_t *keys, const char *upstream,
+                                const char *api_key_file, local_workers_t *workers)
 {
     char worker_path[PATH_MAX];
     snprintf (worker_path, sizeof worker_path, "%s/worker", dw_self_dir ());
@@ -416,7 +498,7 @@ static int start_local_workers (const dw_options_t *opts, const char *endpoint,
                 || admit_local_worker (keys, dir, id, secret, sizeof secret) != 0)
                 return -1;
         }
-        char *argv[20] = { worker_path, "--coordinator", (char *) endpoint, "--slots", "1",
+        char *argv[32] = { worker_path, "--coordinator", (char *) endpoint, "--slots", "1",
                            "--data-dir", dir, "--id", id, "--heartbeat-ms", hb,
                            "--exit-on-drain" };
         int argc = 12;
@@ -427,6 +509,14 @@ static int start_local_workers (const dw_options_t *opts, const char *endpoint,
             argv[argc++] = secret;
             argv[argc++] = "--server-key";
             argv[argc++] = (char *) keys->public_path;
+        }
+        if (upstream && *upstream) {
+            argv[argc++] = "--upstream";
+            argv[argc++] = (char *) upstream;
+        }
+        if (api_key_file) {
+            argv[argc++] = "--api-key-file";
+            argv[argc++] = (char *) api_key_file;
         }
         argv[argc] = NULL;
 
@@ -605,6 +695,8 @@ int dw_coordinator_run (const dw_options_t *opts)
     char *config_json = NULL;
     dw_broker_t *broker = NULL;
     local_workers_t workers = { .count = 0 };
+    model_server_t model_server = { .pid = 0 };
+    char model_key_path[PATH_MAX + 32] = "";
     char err[1024];
 
     if (resolve_suite (opts, db.store, &suite_id, suite_name, sizeof suite_name) != 0)
@@ -697,7 +789,35 @@ int dw_coordinator_run (const dw_options_t *opts)
     }
     if (opts->local_workers == 0)
         printf ("waiting for workers on %s\n", dw_broker_endpoint (broker));
-    if (start_local_workers (opts, dw_broker_endpoint (broker), &keys, &workers) != 0)
+    const char *upstream = opts->upstream;
+    int no_key = !getenv ("ANTHROPIC_API_KEY") || !*getenv ("ANTHROPIC_API_KEY");
+    if (!upstream && opts->local_workers > 0 && strcmp (opts->agent_kind, "claude-code") == 0
+        && no_key) {
+        if (!s_suite_path[0]) {
+            fprintf (stderr, "coordinator: without ANTHROPIC_API_KEY the scripted model server "
+                             "needs the suite file: pass --suite FILE\n");
+            goto cleanup;
+        }
+        char logs[PATH_MAX];
+        snprintf (logs, sizeof logs, "%s/logs", opts->data_dir);
+        dw_mkdir_p (logs, 0755);
+        if (start_model_server (s_suite_path, logs, &model_server) != 0)
+            goto cleanup;
+        upstream = model_server.url;
+
+        /* The scripted server accepts any key; this one is not a secret. */
+        snprintf (model_key_path, sizeof model_key_path, "%s/keys/scripted-model.key",
+                  opts->data_dir);
+        const char *placeholder = "scripted-model-server-key\n";
+        if (dw_write_file_atomic (model_key_path, placeholder, strlen (placeholder), 0600) != 0) {
+            fprintf (stderr, "coordinator: cannot write %s: %s\n", model_key_path,
+                     strerror (errno));
+            goto cleanup;
+        }
+    }
+    if (start_local_workers (opts, dw_broker_endpoint (broker), &keys, upstream,
+                             model_key_path[0] ? model_key_path : NULL, &workers)
+        != 0)
         goto cleanup;
 
     dw_broker_status_t status = dw_broker_run (broker);
@@ -720,6 +840,7 @@ int dw_coordinator_run (const dw_options_t *opts)
 
 cleanup:
     stop_local_workers (&workers, 0);
+    stop_model_server (&model_server);
     dw_broker_destroy (&broker);
     free (config_json);
     free (task_ids);

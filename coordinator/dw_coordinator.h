@@ -36,6 +36,9 @@ typedef struct {
     const char *baseline_days;
     const char *baseline_min_runs;
     int force;
+    /* Model API base URL given to local workers ("" = the public API, or the
+     * scripted model server when no API key is set). */
+    const char *upstream;
 } dw_options_t;
 
 int dw_coordinator_run (const dw_options_t *opts);

@@ -57,6 +57,9 @@ static void usage (FILE *out)
              "  --infra-policy P      exclude | fail | reject-day: how infrastructure errors\n"
              "                        enter pass rates (default exclude)\n"
              "  --heartbeat-ms MS     heartbeat interval (default 1000)\n"
+             "  --upstream URL        model API base URL for local workers; with --agent\n"
+             "                        claude-code and no ANTHROPIC_API_KEY, local workers use\n"
+             "                        the bundled scripted model server instead\n"
              "  --insecure            no CURVE encryption or worker keys; allowed only when\n"
              "                        binding a loopback endpoint\n"
              "  --baseline-days N     detector baseline length in valid days (default 14)\n"
@@ -144,7 +147,7 @@ int main (int argc, char **argv)
     enum { OPT_DATE = 256, OPT_SUITE, OPT_PANEL, OPT_REPEATS, OPT_TRACK, OPT_LOCAL, OPT_BIND,
            OPT_AGENT, OPT_AGENT_CMD, OPT_MODEL, OPT_TURNS, OPT_WALL, OPT_GRADE, OPT_ATTEMPTS,
            OPT_POLICY, OPT_HB, OPT_DB, OPT_DATA, OPT_NAME, OPT_VERSION, OPT_INSECURE,
-           OPT_BASE_DAYS, OPT_BASE_RUNS, OPT_FORCE };
+           OPT_BASE_DAYS, OPT_BASE_RUNS, OPT_FORCE, OPT_UPSTREAM };
     static const struct option options[] = {
         { "date", required_argument, NULL, OPT_DATE },
         { "suite", required_argument, NULL, OPT_SUITE },
@@ -170,6 +173,7 @@ int main (int argc, char **argv)
         { "baseline-days", required_argument, NULL, OPT_BASE_DAYS },
         { "baseline-min-runs", required_argument, NULL, OPT_BASE_RUNS },
         { "force", no_argument, NULL, OPT_FORCE },
+        { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -238,6 +242,7 @@ int main (int argc, char **argv)
             opts.baseline_min_runs = optarg;
             break;
         case OPT_FORCE: opts.force = 1; break;
+        case OPT_UPSTREAM: opts.upstream = optarg; break;
         case 'h': usage (stdout); return 0;
         default: usage (stderr); return 2;
         }

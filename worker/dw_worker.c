@@ -561,7 +561,7 @@ static void start_harness_check (worker_t *self, const Driftwatch__V1__AgentConf
     if (!check)
         return;
     check->config = self->config;
-    snprintf (check->work_root, sizeof check->work_root, "%s/harness", self->work_dir);
+    snprintf (check->work_root, sizeof check->work_root, "%s", self->work_dir);
     snprintf (check->cache_dir, sizeof check->cache_dir, "%s", self->cache_dir);
     dw_mkdir_p (check->work_root, 0711);
     check->agent_len = driftwatch__v1__agent_config__get_packed_size (agent);
@@ -640,7 +640,8 @@ static void start_job (worker_t *self, Driftwatch__V1__JobAssignment *assignment
     job->config = self->config;
     job->unacked = zlistx_new ();
     zlistx_set_destructor (job->unacked, event_destroy);
-    snprintf (job->work_root, sizeof job->work_root, "%s/%s", self->work_dir, job->attempt_id);
+    /* The runner makes its own work_root/<attempt id> directory. */
+    snprintf (job->work_root, sizeof job->work_root, "%s", self->work_dir);
     snprintf (job->cache_dir, sizeof job->cache_dir, "%s", self->cache_dir);
     job->worker_id = self->worker_id;
 
