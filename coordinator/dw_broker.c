@@ -895,6 +895,10 @@ dw_broker_status_t dw_broker_run (dw_broker_t *self)
     dw_info ("event=broker_started endpoint=%s run=%" PRId64 " day=%s", self->endpoint,
              self->config.run_id, self->config.day);
     dw_broker_print_progress (self);
+    /* After a restart, workers need a moment to reconnect and deliver the
+     * results they spooled meanwhile: give them one lease period before the
+     * first expiry scan, as after a database outage. */
+    self->last_scan_ms = dw_mono_ms () + self->config.lease_ms;
 
     zpoller_t *poller = zpoller_new (self->router, NULL);
     uint64_t stop_deadline = 0;

@@ -610,6 +610,28 @@ static int print_summary (dw_store_t *store, int64_t run_id, const dw_options_t 
         printf ("%s %s %zu", i == 1 ? "" : ",", s_outcome_names[i], counts.final_by_outcome[i]);
     printf ("\n");
 
+    /* The CLI version each attempt saw before and after it ran: more than one
+     * means the agent changed during the day. */
+    char run_text[32];
+    snprintf (run_text, sizeof run_text, "%" PRId64, run_id);
+    const char *params[1] = { run_text };
+    PGresult *versions = PQexecParams (
+        dw_store_conn (store),
+        "SELECT DISTINCT v FROM (SELECT r.cli_version_before AS v FROM results r JOIN jobs j "
+        "ON j.id = r.job_id WHERE j.run_id = $1::bigint UNION ALL SELECT r.cli_version_after "
+        "FROM results r JOIN jobs j ON j.id = r.job_id WHERE j.run_id = $1::bigint) s "
+        "WHERE v IS NOT NULL AND v <> '' ORDER BY v",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus (versions) == PGRES_TUPLES_OK && PQntuples (versions) > 0) {
+        printf ("  agent CLI version%s:", PQntuples (versions) > 1 ? "s" : "");
+        for (int i = 0; i < PQntuples (versions); i++)
+            printf (" %s", PQgetvalue (versions, i, 0));
+        printf ("%s\n", PQntuples (versions) > 1
+                             ? "  (CHANGED during the day: results mix CLI versions)"
+                             : "");
+    }
+    PQclear (versions);
+
     if (strcmp (opts->infra_policy, "reject-day") == 0 && infra > 0) {
         printf ("  day rejected: %zu infrastructure errors (policy reject-day); no pass rate\n",
                 infra);
@@ -641,6 +663,11 @@ static void build_agent_config (const dw_options_t *opts, Driftwatch__V1__AgentC
     agent->command = (char *) opts->agent_command;
     agent->model = (char *) opts->model;
     agent->max_turns = (uint32_t) opts->max_turns;
+    /* A pinned CLI version is part of the configuration: a newer CLI is a
+     * new configuration (and a new detector regime), not an accident. */
+    agent->cli_version = strcmp (opts->agent_kind, "claude-code") == 0
+                             ? (char *) opts->cli_version
+                             : "";
 
     driftwatch__v1__limits__init (limits);
     limits->wall_seconds = (uint32_t) opts->wall_seconds;

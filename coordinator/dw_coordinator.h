@@ -39,6 +39,8 @@ typedef struct {
     /* Model API base URL given to local workers ("" = the public API, or the
      * scripted model server when no API key is set). */
     const char *upstream;
+    /* Claude Code version every worker must run (agent claude-code). */
+    const char *cli_version;
 } dw_options_t;
 
 int dw_coordinator_run (const dw_options_t *opts);

@@ -50,6 +50,8 @@ static void usage (FILE *out)
              "  --agent KIND          stub | claude-code | command (default stub)\n"
              "  --agent-command CMD   program run as the agent for --agent command\n"
              "  --model NAME          model passed to the agent\n"
+             "  --cli-version V       Claude Code version workers must run; a worker with\n"
+             "                        another version takes no jobs (default " DW_CLAUDE_CODE_VERSION ")\n"
              "  --max-turns N         agent turn limit (default 50)\n"
              "  --wall-seconds S      agent wall-clock limit per attempt (default 1800)\n"
              "  --grade-seconds S     hidden-test wall-clock limit (default 600)\n"
@@ -132,6 +134,7 @@ int main (int argc, char **argv)
         .max_attempts = 3,
         .infra_policy = "exclude",
         .heartbeat_ms = 1000,
+        .cli_version = DW_CLAUDE_CODE_VERSION,
     };
 
     /* The command word is optional for "run". */
@@ -147,7 +150,7 @@ int main (int argc, char **argv)
     enum { OPT_DATE = 256, OPT_SUITE, OPT_PANEL, OPT_REPEATS, OPT_TRACK, OPT_LOCAL, OPT_BIND,
            OPT_AGENT, OPT_AGENT_CMD, OPT_MODEL, OPT_TURNS, OPT_WALL, OPT_GRADE, OPT_ATTEMPTS,
            OPT_POLICY, OPT_HB, OPT_DB, OPT_DATA, OPT_NAME, OPT_VERSION, OPT_INSECURE,
-           OPT_BASE_DAYS, OPT_BASE_RUNS, OPT_FORCE, OPT_UPSTREAM };
+           OPT_BASE_DAYS, OPT_BASE_RUNS, OPT_FORCE, OPT_UPSTREAM, OPT_CLI_VERSION };
     static const struct option options[] = {
         { "date", required_argument, NULL, OPT_DATE },
         { "suite", required_argument, NULL, OPT_SUITE },
@@ -174,6 +177,7 @@ int main (int argc, char **argv)
         { "baseline-min-runs", required_argument, NULL, OPT_BASE_RUNS },
         { "force", no_argument, NULL, OPT_FORCE },
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
+        { "cli-version", required_argument, NULL, OPT_CLI_VERSION },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -243,6 +247,7 @@ int main (int argc, char **argv)
             break;
         case OPT_FORCE: opts.force = 1; break;
         case OPT_UPSTREAM: opts.upstream = optarg; break;
+        case OPT_CLI_VERSION: opts.cli_version = optarg; break;
         case 'h': usage (stdout); return 0;
         default: usage (stderr); return 2;
         }

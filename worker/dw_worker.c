@@ -36,6 +36,9 @@
  * acknowledgement can be lost, or the coordinator may not have committed it
  * (for example while its database was down). */
 #define RESEND_INTERVAL_MS 10000
+/* After its result is acknowledged, a job waits this long for the
+ * acknowledgement of its remaining events before the worker forgets them. */
+#define EVENTS_AFTER_RESULT_MS (3 * RESEND_INTERVAL_MS)
 
 typedef struct {
     uint64_t seq;
@@ -56,6 +59,8 @@ typedef struct {
     size_t assignment_len;
     volatile int cancel;
     int done;                   /* the thread sent its result */
+    int result_acked;           /* the coordinator committed the result */
+    uint64_t retire_at_ms;      /* forget unacknowledged events after this */
     int returned;               /* handed back to the coordinator: drop its result */
     uint64_t next_seq;
     zlistx_t *unacked;          /* event_t*, ordered by seq; sent or not */
@@ -514,6 +519,17 @@ static void *harness_thread (void *arg)
         ok = dw_jobrun_harness_check (agent, &opts, detail, sizeof detail, version,
                                       sizeof version)
              == 0;
+        /* Running another CLI version than the run pins would mix two
+         * configurations in one day's results. */
+        if (ok && agent->cli_version && *agent->cli_version && *version
+            && strncmp (version, agent->cli_version, strlen (agent->cli_version)) != 0) {
+            ok = 0;
+            snprintf (detail, sizeof detail,
+                      "the agent CLI is version %s but the run pins %s; install the pinned "
+                      "version (deploy/install-claude-code.sh) or start the run with "
+                      "--cli-version %s",
+                      version, agent->cli_version, version);
+        }
         driftwatch__v1__agent_config__free_unpacked (agent, NULL);
     }
     else
@@ -673,6 +689,20 @@ static void start_job (worker_t *self, Driftwatch__V1__JobAssignment *assignment
              job->job_id, assignment->task->instance_id, assignment->attempt_number);
 }
 
+/* Forget a finished job once its result and all its events are acknowledged. */
+static void maybe_retire_job (worker_t *self, job_t *job)
+{
+    if (!job->done || !job->result_acked)
+        return;
+    if (zlistx_size (job->unacked) > 0 && dw_mono_ms () < job->retire_at_ms)
+        return;
+    if (zlistx_size (job->unacked) > 0)
+        dw_warn ("event=events_unacknowledged attempt=%s count=%zu", job->attempt_id,
+                 zlistx_size (job->unacked));
+    zpoller_remove (self->poller, job->pipe);
+    zhashx_delete (self->jobs, job->attempt_id);
+}
+
 static void handle_events_ack (worker_t *self, Driftwatch__V1__EventsAck *ack)
 {
     job_t *job = zhashx_lookup (self->jobs, ack->attempt_id);
@@ -688,18 +718,7 @@ static void handle_events_ack (worker_t *self, Driftwatch__V1__EventsAck *ack)
         zpoller_add (self->poller, job->pipe);
         job->paused = 0;
     }
-}
-
-/* Forget a finished job once its result and all its events are acknowledged. */
-static void maybe_retire_job (worker_t *self, job_t *job, int result_acked)
-{
-    if (!job->done || !result_acked)
-        return;
-    if (zlistx_size (job->unacked) > 0)
-        dw_warn ("event=events_unacknowledged attempt=%s count=%zu", job->attempt_id,
-                 zlistx_size (job->unacked));
-    zpoller_remove (self->poller, job->pipe);
-    zhashx_delete (self->jobs, job->attempt_id);
+    maybe_retire_job (self, job);
 }
 
 static void handle_result_ack (worker_t *self, Driftwatch__V1__ResultAck *ack)
@@ -717,8 +736,18 @@ static void handle_result_ack (worker_t *self, Driftwatch__V1__ResultAck *ack)
     dw_spool_remove (self->spool, ack->attempt_id);
 
     job_t *job = zhashx_lookup (self->jobs, ack->attempt_id);
-    if (job)
-        maybe_retire_job (self, job, 1);
+    if (!job)
+        return;
+    job->result_acked = 1;
+    job->retire_at_ms = dw_mono_ms () + EVENTS_AFTER_RESULT_MS;
+    /* Events that arrived while the coordinator could not store them (its
+     * database was down) were not acknowledged: send them again now rather
+     * than forget them with the job. */
+    if (zlistx_size (job->unacked) > 0) {
+        job->sent_through = job->acked_through;
+        flush_events (self, job);
+    }
+    maybe_retire_job (self, job);
 }
 
 static void handle_message (worker_t *self)
@@ -1047,6 +1076,14 @@ static void on_timers (worker_t *self)
             job->sent_through = job->acked_through;
         flush_events (self, job);
     }
+    /* Retire outside the loop above: retiring deletes from the table. */
+    zlist_t *expired = zlist_new ();
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs))
+        if (job->done && job->result_acked && now >= job->retire_at_ms)
+            zlist_append (expired, job);
+    for (job_t *job = zlist_first (expired); job; job = zlist_next (expired))
+        maybe_retire_job (self, job);
+    zlist_destroy (&expired);
 
     if (self->state == STATE_ACTIVE && now - self->last_resend_ms >= RESEND_INTERVAL_MS) {
         zlist_t *spooled = dw_spool_list (self->spool);

@@ -7,16 +7,12 @@
 #
 # DW_FAULTS_KNOWN_BUGS lists bugs that a script reports as expected failures
 # (XFAIL) instead of failing; a listed bug that no longer shows fails the
-# test, so the entry is removed once the bug is fixed.
-#   events_lost_in_db_outage: agent events that reach the coordinator while
-#   its database is down are neither stored nor buffered, and the worker
-#   forgets them when the result is acknowledged (worker/dw_worker.c,
-#   maybe_retire_job), so the attempt's events are missing.
+# test, so the entry is removed once the bug is fixed. None is listed now.
 set(DW_FAULT_TESTS
     "kill_worker\;"
     "stop_worker\;"
     "kill_coordinator\;"
-    "restart_postgres\;events_lost_in_db_outage"
+    "restart_postgres\;"
     "partition_worker\;"
     "spool_full\;"
     "unlisted_key\;")
