@@ -36,6 +36,10 @@
  * acknowledgement can be lost, or the coordinator may not have committed it
  * (for example while its database was down). */
 #define RESEND_INTERVAL_MS 10000
+/* Consecutive attempts that failed in the worker's own setup (sandbox or
+ * agent preparation) after which the worker reports its harness as broken
+ * instead of failing every job it is given. */
+#define SETUP_FAILURES_MAX 3
 /* After its result is acknowledged, a job waits this long for the
  * acknowledgement of its remaining events before the worker forgets them. */
 #define EVENTS_AFTER_RESULT_MS (3 * RESEND_INTERVAL_MS)
@@ -121,6 +125,7 @@ typedef struct {
     char harness_detail[512];
     char harness_version[64];
     harness_check_t *harness_check;
+    int setup_failures;         /* consecutive attempts lost to the worker's own setup */
 } worker_t;
 
 static volatile sig_atomic_t s_stop_requested = 0;
@@ -831,6 +836,35 @@ static void handle_message (worker_t *self)
 
 /* --- handling job threads ---------------------------------------------------- */
 
+/* Count attempts lost to this worker's own setup; past the limit, stop taking
+ * jobs and report the harness as broken, so the coordinator gives the work
+ * to healthy workers instead of burning every attempt here. */
+static void note_setup_failure (worker_t *self, const uint8_t *packed, size_t len)
+{
+    Driftwatch__V1__JobResult *result = driftwatch__v1__job_result__unpack (NULL, len, packed);
+    if (!result)
+        return;
+    int setup_failed = result->outcome == DRIFTWATCH__V1__OUTCOME__OUTCOME_INFRA_ERROR
+                       && (strcmp (result->outcome_reason, "sandbox_failed") == 0
+                           || strcmp (result->outcome_reason, "agent_prepare_failed") == 0);
+    if (!setup_failed) {
+        self->setup_failures = 0;
+        driftwatch__v1__job_result__free_unpacked (result, NULL);
+        return;
+    }
+    self->setup_failures++;
+    if (self->setup_failures >= SETUP_FAILURES_MAX && self->harness == HARNESS_OK) {
+        self->harness = HARNESS_BROKEN;
+        snprintf (self->harness_detail, sizeof self->harness_detail,
+                  "%d attempts in a row failed in this worker's setup (%s): %.300s",
+                  self->setup_failures, result->outcome_reason, result->detail);
+        dw_error ("event=harness_broken detail=\"%s\" action=taking_no_jobs",
+                  self->harness_detail);
+        send_harness_status (self);
+    }
+    driftwatch__v1__job_result__free_unpacked (result, NULL);
+}
+
 static void handle_job_output (worker_t *self, job_t *job)
 {
     zmsg_t *msg = zmsg_recv (job->pipe);
@@ -885,6 +919,7 @@ static void handle_job_output (worker_t *self, job_t *job)
             dw_info ("event=job_finished attempt=%s events=%" PRIu64, job->attempt_id,
                      job->next_seq);
             send_spooled_result (self, job->attempt_id);
+            note_setup_failure (self, zframe_data (data), zframe_size (data));
         }
         send_ready (self, 1);
     }
