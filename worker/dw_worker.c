@@ -784,6 +784,10 @@ static void handle_message (worker_t *self)
             self->liveness = welcome->liveness;
         self->state = STATE_ACTIVE;
         self->backoff_ms = DW_WORKER_BACKOFF_MIN_MS;
+        /* A drain ends with the connection it came on: a new coordinator
+         * (or the same one restarted) may hand out work again. */
+        if (!s_stop_requested)
+            self->draining = 0;
         dw_info ("event=registered worker=%s coordinator_version=\"%s\" heartbeat_ms=%u",
                  self->worker_id, welcome->coordinator_version, self->heartbeat_ms);
         resend_pending (self);

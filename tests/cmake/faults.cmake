@@ -15,7 +15,9 @@ set(DW_FAULT_TESTS
     "restart_postgres\;"
     "partition_worker\;"
     "spool_full\;"
-    "unlisted_key\;")
+    "unlisted_key\;"
+    "drain_worker\;"
+    "drain_coordinator\;")
 foreach(_entry ${DW_FAULT_TESTS})
     list(GET _entry 0 _name)
     list(GET _entry 1 _known)
