@@ -228,7 +228,10 @@ static int ensure_demo_suite (const dw_options_t *opts, char *path, size_t size)
 {
     char dir[PATH_MAX];
     snprintf (dir, sizeof dir, "%s/demo", opts->data_dir);
-    snprintf (path, size, "%s/suite.jsonl", dir);
+    if (snprintf (path, size, "%s/suite.jsonl", dir) >= (int) size) {
+        fprintf (stderr, "coordinator: data directory path too long: %s\n", opts->data_dir);
+        return -1;
+    }
     if (access (path, R_OK) == 0)
         return 0;
 
@@ -334,8 +337,12 @@ static int admit_local_worker (const coordinator_keys_t *keys, const char *dir, 
                                char *secret_path, size_t size)
 {
     char public_path[PATH_MAX], err[512];
-    snprintf (public_path, sizeof public_path, "%s/worker.cert", dir);
-    snprintf (secret_path, size, "%s_secret", public_path);
+    if (snprintf (public_path, sizeof public_path, "%s/worker.cert", dir)
+            >= (int) sizeof public_path
+        || snprintf (secret_path, size, "%s_secret", public_path) >= (int) size) {
+        fprintf (stderr, "coordinator: worker directory path too long: %s\n", dir);
+        return -1;
+    }
     if (access (secret_path, F_OK) != 0
         && dw_curve_keygen (public_path, "worker", name, 0, err, sizeof err) != 0) {
         fprintf (stderr, "coordinator: cannot create a key for local worker %s: %s\n", name, err);

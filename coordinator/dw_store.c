@@ -741,9 +741,10 @@ int dw_store_import_suite (dw_store_t *self, const char *name, const dw_suite_t 
             /* Name the task in the error; a long message is cut. */
             char cause[STORE_ERROR_MAX];
             memcpy (cause, self->error, sizeof cause);
-            int n = snprintf (self->error, sizeof self->error, "task %.200s: %s",
-                              task->instance_id, cause);
-            (void) n;
+            if (snprintf (self->error, sizeof self->error, "task %.200s: %s", task->instance_id,
+                          cause)
+                >= (int) sizeof self->error)
+                dw_debug ("store: error message truncated");
             goto failed;
         }
     }

@@ -272,7 +272,7 @@ test_writes_contained (void)
     CHECK (strstr (result.output, "DENIED /etc/dw_pwn") != NULL, "write to /etc must fail");
     CHECK (strstr (result.output, "DENIED /dw_pwn") != NULL, "write to / must fail");
 
-    char path[400];
+    char path[PATH_MAX];
     snprintf (path, sizeof path, "%s/inside", s_ws);
     CHECK (sbx_read (path, text, sizeof text) > 0 && strcmp (text, "pwned\n") == 0,
            "workspace write should land in %s", path);

@@ -44,13 +44,19 @@ static char temp_dir[PATH_MAX];
 /* Path of a file under tests/data into OUT. */
 static void data_path (const char *relative, char *out, size_t outlen)
 {
-    snprintf (out, outlen, "%s/tests/data/%s", source_dir, relative);
+    if (snprintf (out, outlen, "%s/tests/data/%s", source_dir, relative) >= (int) outlen) {
+        fprintf (stderr, "test data path too long: %s\n", relative);
+        exit (2);
+    }
 }
 
 /* Write TEXT to NAME inside the temporary directory and store its path in OUT. */
 static void write_temp (const char *name, const char *text, char *out, size_t outlen)
 {
-    snprintf (out, outlen, "%s/%s", temp_dir, name);
+    if (snprintf (out, outlen, "%s/%s", temp_dir, name) >= (int) outlen) {
+        fprintf (stderr, "temporary path too long: %s\n", name);
+        exit (2);
+    }
     if (dw_write_file_atomic (out, text, strlen (text), 0644) != 0) {
         fprintf (stderr, "cannot write %s\n", out);
         exit (2);

@@ -95,7 +95,11 @@ static int keygen (const char *data_dir, const char *name, int force)
         return 1;
     }
     char public_path[PATH_MAX], err[512], key[DW_CURVE_KEY_TEXT_SIZE];
-    snprintf (public_path, sizeof public_path, "%s/worker.cert", data_dir);
+    if (snprintf (public_path, sizeof public_path, "%s/worker.cert", data_dir)
+        >= (int) sizeof public_path) {
+        fprintf (stderr, "worker: --data-dir path too long: %s\n", data_dir);
+        return 1;
+    }
     if (dw_curve_keygen (public_path, "worker", name, force, err, sizeof err) != 0
         || dw_curve_load_public (public_path, key, err, sizeof err) != 0) {
         fprintf (stderr, "worker: %s\n", err);
