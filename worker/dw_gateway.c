@@ -804,9 +804,11 @@ dw_gateway_t *dw_gateway_new (const char *socket_path, const char *upstream_base
     }
     gw->daemon = MHD_start_daemon (
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-        0, NULL, NULL, on_request, gw, MHD_OPTION_LISTEN_SOCKET, fd,
+        0, NULL, NULL, on_request, gw,
+        /* The logger must come first, or libmicrohttpd logs a warning. */
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, gw, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned) 0, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, gw, MHD_OPTION_END);
+        (unsigned) 0, MHD_OPTION_END);
     if (!gw->daemon) {
         snprintf (err, errlen, "cannot start the HTTP server on '%s'", socket_path);
         close (fd);
