@@ -64,7 +64,10 @@ static char *cert_text (zcert_t *cert, const char *role, const char *name, int w
     }
     else {
         zconfig_set_comment (root, "   ZeroMQ CURVE Public Certificate");
-        zconfig_set_comment (root, "   Copy it into the coordinator's allow directory.");
+        if (strcmp (role, "worker") == 0)
+            zconfig_set_comment (root, "   Copy it into the coordinator's allow directory.");
+        else
+            zconfig_set_comment (root, "   Give it to workers with --server-key.");
     }
     zconfig_put (root, "metadata/role", role);
     zconfig_put (root, "metadata/name", name);

@@ -82,6 +82,22 @@ static void on_stop_signal (int sig)
     s_stop_requested = 1;
 }
 
+void dw_broker_handle_signals (void)
+{
+    /* CZMQ's own handler would make every poll return early; use a flag. */
+    zsys_handler_set (NULL);
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+}
+
+int dw_broker_stop_requested (void)
+{
+    return s_stop_requested;
+}
+
 static void buffered_result_destroy (void **item)
 {
     if (!item || !*item)
@@ -179,8 +195,10 @@ dw_broker_t *dw_broker_new (dw_store_t *store, const dw_broker_config_t *config,
 
     int port = zsock_bind (self->router, "%s", config->bind);
     if (port < 0) {
-        snprintf (err, errlen, "cannot bind %s: %s; pick a free port with --bind", config->bind,
-                  zmq_strerror (zmq_errno ()));
+        int code = zmq_errno ();
+        snprintf (err, errlen, "cannot bind %s: %s; %s", config->bind, zmq_strerror (code),
+                  code == ENODEV ? "use an IP address or * in --bind, not a host name"
+                                 : "pick a free port with --bind");
         dw_broker_destroy (&self);
         return NULL;
     }
@@ -885,12 +903,7 @@ static void on_timers (dw_broker_t *self)
 
 dw_broker_status_t dw_broker_run (dw_broker_t *self)
 {
-    zsys_handler_set (NULL);
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = on_stop_signal;
-    sigaction (SIGINT, &action, NULL);
-    sigaction (SIGTERM, &action, NULL);
+    dw_broker_handle_signals ();
 
     dw_info ("event=broker_started endpoint=%s run=%" PRId64 " day=%s", self->endpoint,
              self->config.run_id, self->config.day);

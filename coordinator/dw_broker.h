@@ -68,6 +68,13 @@ typedef enum {
     DW_BROKER_ERROR = -1
 } dw_broker_status_t;
 
+/* Make SIGINT and SIGTERM request a graceful stop instead of killing the
+ * process. Call it first thing in main, so a stop during setup is seen too. */
+void dw_broker_handle_signals (void);
+
+/* Return nonzero once SIGINT or SIGTERM has arrived. */
+int dw_broker_stop_requested (void);
+
 /* Serve until the run is complete or a stop signal arrives. */
 dw_broker_status_t dw_broker_run (dw_broker_t *self);
 

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dw_broker.h"
@@ -76,7 +77,7 @@ static int open_database (const dw_options_t *opts, database_t *db)
 
     db->store = dw_store_connect (conninfo, err, sizeof err);
     if (!db->store) {
-        fprintf (stderr, "coordinator: cannot connect to PostgreSQL: %s\n", err);
+        fprintf (stderr, "coordinator: %s\n", err);
         dw_pgembed_stop (&db->cluster);
         return -1;
     }
@@ -378,7 +379,8 @@ int dw_coordinator_keygen (const dw_options_t *opts)
     }
     printf ("%s %s\n", created ? "created" : "kept the existing key", keys.public_path);
     printf ("coordinator public key: %s\n", public_key);
-    printf ("give workers: --server-key %s (or copy %s to them)\n", public_key, keys.public_path);
+    printf ("give workers: --server-key %s (copy the file), or --server-key '%s'\n",
+            keys.public_path, public_key);
     printf ("admit a worker: copy its worker.cert into %s/\n", keys.allow_dir);
     return DW_EXIT_OK;
 }
@@ -639,6 +641,21 @@ static int print_summary (dw_store_t *store, int64_t run_id, const dw_options_t 
     }
     PQclear (versions);
 
+    /* Name the causes of infrastructure errors, so the fix is visible here. */
+    if (infra > 0) {
+        PGresult *causes = PQexecParams (
+            dw_store_conn (store),
+            "SELECT coalesce(r.outcome_reason, ''), count(*), min(left(r.detail, 160)) "
+            "FROM jobs j JOIN results r ON r.attempt_id = j.final_attempt_id "
+            "WHERE j.run_id = $1::bigint AND j.final_outcome = 'infra_error' "
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
+            1, NULL, params, NULL, NULL, 0);
+        for (int i = 0; PQresultStatus (causes) == PGRES_TUPLES_OK && i < PQntuples (causes); i++)
+            printf ("  infrastructure error %s x%s: %s\n", PQgetvalue (causes, i, 0),
+                    PQgetvalue (causes, i, 1), PQgetvalue (causes, i, 2));
+        PQclear (causes);
+    }
+
     if (strcmp (opts->infra_policy, "reject-day") == 0 && infra > 0) {
         printf ("  day rejected: %zu infrastructure errors (policy reject-day); no pass rate\n",
                 infra);
@@ -705,14 +722,27 @@ static int run_detector (database_t *db, const dw_options_t *opts, const char *d
 
 int dw_coordinator_run (const dw_options_t *opts)
 {
-    char day[11];
+    char day[11], today[11], tomorrow[11];
+    dw_today (today);
+    time_t next = time (NULL) + 24 * 3600;
+    struct tm next_tm;
+    localtime_r (&next, &next_tm);
+    strftime (tomorrow, sizeof tomorrow, "%Y-%m-%d", &next_tm);
     if (strcmp (opts->date, "today") == 0)
-        dw_today (day);
+        snprintf (day, sizeof day, "%s", today);
     else if (dw_parse_day (opts->date) == 0)
         snprintf (day, sizeof day, "%s", opts->date);
     else {
-        fprintf (stderr, "coordinator: invalid --date '%s': use today or YYYY-MM-DD\n",
+        fprintf (stderr, "coordinator: invalid --date '%s': not an existing day; use today or "
+                         "YYYY-MM-DD\n",
                  opts->date);
+        return DW_EXIT_USAGE;
+    }
+    /* A day far in the future or past is a typo that would enter the
+     * detector's series; simulations use recent past days. */
+    if (strcmp (day, tomorrow) > 0 || strcmp (day, "2000-01-01") < 0) {
+        fprintf (stderr, "coordinator: invalid --date %s: use a day from 2000-01-01 to %s\n",
+                 day, tomorrow);
         return DW_EXIT_USAGE;
     }
 
@@ -735,6 +765,11 @@ int dw_coordinator_run (const dw_options_t *opts)
 
     if (resolve_suite (opts, db.store, &suite_id, suite_name, sizeof suite_name) != 0)
         goto cleanup;
+    if (dw_broker_stop_requested ()) {
+        printf ("stopped before the run started\n");
+        exit_code = DW_EXIT_INTERRUPTED;
+        goto cleanup;
+    }
     if (dw_store_suite_tasks (db.store, suite_id, &tasks, &ntasks) != 0) {
         fprintf (stderr, "coordinator: cannot list the suite's tasks: %s\n",
                  dw_store_error (db.store));
@@ -896,6 +931,13 @@ int dw_coordinator_import (const dw_options_t *opts, const char *path)
         snprintf (name, sizeof name, "%s", opts->suite_name);
     else
         suite_name_from_path (path, name, sizeof name);
+    if (!name[0] || strcmp (name, "demo") == 0) {
+        fprintf (stderr, "coordinator: invalid suite name '%s': \"demo\" is the bundled demo "
+                         "suite and a name cannot be empty; choose another with --name\n",
+                 name);
+        close_database (&db);
+        return DW_EXIT_USAGE;
+    }
     int64_t suite_id = 0;
     int rc = import_file (db.store, path, name, 1, &suite_id);
     close_database (&db);
@@ -922,6 +964,13 @@ int dw_coordinator_detect (const dw_options_t *defaults, int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         if (strcmp (argv[i], "--db") == 0 && i + 1 < argc)
             opts.db = argv[++i];
+        else if (strcmp (argv[i], "--date") == 0 && i + 1 < argc
+                 && strcmp (argv[i + 1], "today") == 0) {
+            static char today[11];
+            dw_today (today);
+            rest[nrest++] = argv[i++];
+            rest[nrest++] = today;
+        }
         else if (strcmp (argv[i], "--data-dir") == 0 && i + 1 < argc) {
             snprintf (data_dir, sizeof data_dir, "%s", argv[++i]);
             opts.data_dir = data_dir;

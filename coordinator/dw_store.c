@@ -107,8 +107,10 @@ static const stmt_t s_stmts[ST_COUNT] = {
         "INSERT INTO suites (name, content_hash, source_path, task_count)"
         " VALUES ($1, $2, $3, $4::int) ON CONFLICT (name, content_hash) DO NOTHING"
         " RETURNING id", true },
+    /* Importing a version again makes it the name's current one. */
     [ST_SUITE_FIND_HASH] = { "suite_find_hash",
-        "SELECT id FROM suites WHERE name = $1 AND content_hash = $2", true },
+        "UPDATE suites SET imported_at = now() WHERE name = $1 AND content_hash = $2"
+        " RETURNING id", true },
     [ST_SUITE_FIND_NAME] = { "suite_find_name",
         "SELECT id FROM suites WHERE name = $1 ORDER BY imported_at DESC, id DESC LIMIT 1",
         true },

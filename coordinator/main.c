@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "dw_broker.h"
 #include "dw_config.h"
 #include "dw_coordinator.h"
 #include "dw_log.h"
@@ -117,6 +118,7 @@ int main (int argc, char **argv)
     /* A closed stdout (coordinator ... | head) must not kill the process
      * before it stops its private cluster. */
     signal (SIGPIPE, SIG_IGN);
+    dw_broker_handle_signals ();
 
     static char data_dir[PATH_MAX];
     default_data_dir (data_dir, sizeof data_dir);
