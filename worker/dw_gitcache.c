@@ -79,6 +79,12 @@ dw_git_run (const dw_git_options_t *options, const char *const *args,
     argv[argc++] = "core.fsmonitor=false";
     argv[argc++] = "-c";
     argv[argc++] = "safe.directory=*";
+    /* Short-lived checkouts never need background maintenance, and starting
+     * it after every fetch costs several processes per attempt. */
+    argv[argc++] = "-c";
+    argv[argc++] = "maintenance.auto=false";
+    argv[argc++] = "-c";
+    argv[argc++] = "gc.auto=0";
     for (size_t i = 0; args[i]; i++) {
         if (argc == DW_GIT_ARGS_MAX) {
             s_set_error (err, err_size, "too many git arguments (max %d)", DW_GIT_ARGS_MAX);
