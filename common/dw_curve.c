@@ -418,8 +418,14 @@ int dw_curve_client_apply (zsock_t *dealer, const char *client_secret_path,
     struct stat st;
     if (valid_key_text (server_key) && stat (server_key, &st) != 0)
         snprintf (key, sizeof key, "%s", server_key);
-    else if (dw_curve_load_public (server_key, key, err, errlen) != 0)
+    else if (dw_curve_load_public (server_key, key, err, errlen) != 0) {
+        /* Say what the value may be: a key of the wrong length looks like a path. */
+        size_t used = strlen (err);
+        snprintf (err + used, errlen - used,
+                  "; the server key is either the coordinator's certificate file or its "
+                  "40-character public key");
         return -1;
+    }
 
     zcert_t *cert = dw_curve_load_secret (client_secret_path, err, errlen);
     if (!cert)

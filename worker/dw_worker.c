@@ -107,6 +107,7 @@ typedef struct {
     uint64_t hello_sent_ms;
     uint64_t reconnect_at_ms;
     uint32_t backoff_ms;
+    uint32_t unanswered_hellos; /* connections in a row that got no Welcome */
     uint32_t heartbeat_ms;
     uint32_t liveness;
     uint64_t sequence;
@@ -784,6 +785,7 @@ static void handle_message (worker_t *self)
             self->liveness = welcome->liveness;
         self->state = STATE_ACTIVE;
         self->backoff_ms = DW_WORKER_BACKOFF_MIN_MS;
+        self->unanswered_hellos = 0;
         /* A drain ends with the connection it came on: a new coordinator
          * (or the same one restarted) may hand out work again. */
         if (!s_stop_requested)
@@ -1010,6 +1012,20 @@ static int setup (worker_t *self, const dw_worker_config_t *config)
                   "keygen'\"");
         return -1;
     }
+    if (!config->insecure) {
+        /* A bad key file never gets better by retrying: check it once now. */
+        zsock_t *probe = zsock_new (ZMQ_DEALER);
+        char err[512];
+        int rc = probe ? dw_curve_client_apply (probe, config->curve_secret_path,
+                                                config->server_key, err, sizeof err)
+                       : -1;
+        zsock_destroy (&probe);
+        if (rc != 0) {
+            dw_error ("event=curve_setup_failed error=\"%s\"", err);
+            fprintf (stderr, "worker: %s\n", err);
+            return -1;
+        }
+    }
 
     /* Say what the sandbox backends need before taking any job. */
     dw_preflight_options_t preflight_options = { .scratch_dir = self->work_dir };
@@ -1102,6 +1118,12 @@ static void on_timers (worker_t *self)
         return;
     }
     if (now - self->last_rx_ms > (uint64_t) self->heartbeat_ms * self->liveness) {
+        if (self->state == STATE_WAIT_WELCOME && ++self->unanswered_hellos == 3)
+            /* CURVE rejects a wrong key silently, so say what to check. */
+            dw_error ("event=no_answer endpoint=%s attempts=3 hint=\"check that the coordinator "
+                      "runs at this endpoint, that --server-key is its public key, and that "
+                      "this worker's worker.cert is in its keys/workers directory\"",
+                      self->config->coordinator);
         disconnect (self, self->state == STATE_WAIT_WELCOME ? "no_welcome" : "coordinator_silent");
         return;
     }
