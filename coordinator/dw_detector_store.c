@@ -604,6 +604,10 @@ dw_detector_command (PGconn *conn, int argc, char **argv)
         }
         for (int i = 0; i < PQntuples (track_rows) && o.track_count < MAX_TRACKS; i++)
             o.tracks[o.track_count++] = PQgetvalue (track_rows, i, 0);
+        if (o.track_count == 0 && !o.json)
+            printf ("no runs up to %s in this database: run 'coordinator --date DAY' first, or "
+                    "check --db / --data-dir\n",
+                    o.date);
     }
 
     char settings[256];
