@@ -48,7 +48,8 @@ static void usage (FILE *out)
              "  --local-workers N     start N workers on this machine (default 0)\n"
              "  --bind ENDPOINT       ZeroMQ endpoint for workers (default tcp://127.0.0.1:*\n"
              "                        with local workers, else tcp://0.0.0.0:7555)\n"
-             "  --agent KIND          stub | claude-code | command (default stub)\n"
+             "  --agent KIND          claude-code (default) | stub (replays the gold patch\n"
+             "                        with a per-task probability) | command\n"
              "  --agent-command CMD   program run as the agent for --agent command\n"
              "  --model NAME          model passed to the agent\n"
              "  --cli-version V       Claude Code version workers must run; a worker with\n"
@@ -127,7 +128,7 @@ int main (int argc, char **argv)
         .suite = "demo",
         .repeats = 1,
         .track = "default",
-        .agent_kind = "stub",
+        .agent_kind = "claude-code",
         .agent_command = "",
         .model = "",
         .max_turns = 50,

@@ -8,7 +8,7 @@ setup_tmp daily
 
 day=2026-01-05
 run () {
-    "$COORDINATOR" --date "$day" --suite demo --repeats 2 --local-workers 2 \
+    "$COORDINATOR" --date "$day" --suite demo --agent stub --repeats 2 --local-workers 2 \
         --data-dir "$TEST_TMP/data" --heartbeat-ms 200 "$@"
 }
 

@@ -85,7 +85,7 @@ for day in $(seq 1 "$DAYS"); do
     date_text=$(day_date "$day")
     set +e
     "$COORDINATOR" --date "$date_text" --suite "$SUITE" --repeats "$REPEATS" --track "$TRACK" \
-        --local-workers 2 --data-dir "$TEST_TMP/data" --heartbeat-ms 200 \
+        --agent stub --local-workers 2 --data-dir "$TEST_TMP/data" --heartbeat-ms 200 \
         --baseline-days "$BASELINE_DAYS" --baseline-min-runs "$BASELINE_RUNS" \
         >"$TEST_TMP/day-$day.out" 2>"$TEST_TMP/day-$day.err"
     status=$?

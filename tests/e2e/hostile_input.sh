@@ -16,7 +16,7 @@ data="$TEST_TMP/data"
 cp "$TEST_TMP/hostile/worker.cert" "$data/keys/workers/hostile.cert"
 cp "$TEST_TMP/worker/worker.cert" "$data/keys/workers/good.cert"
 
-"$COORDINATOR" --date 2026-02-01 --suite demo --panel 4 --bind "$endpoint" \
+"$COORDINATOR" --date 2026-02-01 --suite demo --agent stub --panel 4 --bind "$endpoint" \
     --data-dir "$data" --heartbeat-ms 200 >"$TEST_TMP/coordinator.out" \
     2>"$TEST_TMP/coordinator.err" &
 coordinator=$!

@@ -175,7 +175,7 @@ run_reference () {
     psql -X -q -d postgres -c "CREATE DATABASE $REF_DATABASE" >/dev/null
     say "reference run in database $REF_DATABASE"
     if ! PGDATABASE="$REF_DATABASE" timeout "$RUN_TIMEOUT_SECONDS" "$COORDINATOR" \
-            --date "$FAULT_DAY" --suite demo --repeats "$repeats" --local-workers 2 \
+            --date "$FAULT_DAY" --suite demo --agent stub --repeats "$repeats" --local-workers 2 \
             --data-dir "$TEST_TMP/coordinator" --heartbeat-ms "$HEARTBEAT_MS" \
             >"$TEST_TMP/reference.out" 2>"$TEST_TMP/reference.err"; then
         fail "reference run failed; see $TEST_TMP/reference.err"
@@ -191,7 +191,8 @@ start_coordinator () {
     shift 2
     COORDINATOR_STARTS=$((COORDINATOR_STARTS + 1))
     COORDINATOR_LOG="$TEST_TMP/coordinator-$COORDINATOR_STARTS"
-    "$COORDINATOR" --date "$FAULT_DAY" --suite demo --repeats "$repeats" --bind "$endpoint" \
+    "$COORDINATOR" --date "$FAULT_DAY" --suite demo --agent stub --repeats "$repeats" \
+        --bind "$endpoint" \
         --data-dir "$TEST_TMP/coordinator" --heartbeat-ms "$HEARTBEAT_MS" \
         "$@" >"$COORDINATOR_LOG.out" 2>"$COORDINATOR_LOG.err" &
     COORDINATOR_PID=$!
