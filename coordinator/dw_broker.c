@@ -950,10 +950,8 @@ dw_broker_status_t dw_broker_run (dw_broker_t *self)
         dispatch (self);
     }
 
-    if (self->run_complete) {
-        dw_broker_print_progress (self);
+    if (self->run_complete)
         send_drain (self, "run complete");
-    }
     zpoller_destroy (&poller);
     return status;
 }

@@ -923,6 +923,15 @@ cleanup:
 
 int dw_coordinator_import (const dw_options_t *opts, const char *path)
 {
+    /* Check the file before starting or connecting to a database. */
+    char err[1024];
+    dw_suite_t *suite = dw_suite_load (path, err, sizeof err);
+    if (!suite) {
+        fprintf (stderr, "coordinator: invalid suite: %s\n", err);
+        return DW_EXIT_ERROR;
+    }
+    dw_suite_destroy (&suite);
+
     database_t db;
     if (open_database (opts, &db) != 0)
         return DW_EXIT_ERROR;

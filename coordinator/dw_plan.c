@@ -75,6 +75,12 @@ static int select_from_file (const dw_store_task_ref_t *tasks, size_t ntasks, co
                 break;
             }
         if (found == ntasks) {
+            /* The file may not be text at all: show only printable bytes. */
+            for (char *c = line; *c; c++)
+                if (!isprint ((unsigned char) *c))
+                    *c = '?';
+            if (len > 80)
+                line[80] = '\0';
             snprintf (err, errlen,
                       "%s:%zu: instance id '%s' is not in the suite; remove it from the panel "
                       "file or import a suite that has it",

@@ -81,6 +81,9 @@ static void usage (FILE *out)
              "                        else ~/.local/share/driftwatch)\n"
              "  --version             print the version and exit\n"
              "\n"
+             "Logs go to stderr: warnings and errors on a terminal, everything from INFO up\n"
+             "otherwise; DW_LOG_LEVEL=debug|info|warn|error sets the level.\n"
+             "\n"
              "Exit status: 0 done, 1 error, 2 usage, 3 harness failure, 4 interrupted\n"
              "(resumable), 10 new degradation alarm, 11 new improvement alarm, 12 both.\n");
 }
@@ -115,7 +118,10 @@ static int parse_uint (const char *text, const char *option, long min, long max,
 
 int main (int argc, char **argv)
 {
-    dw_log_init ("coordinator", DW_LOG_INFO);
+    /* On a terminal, progress and the summary are the output; routine INFO
+     * log lines would bury them. Services and CI keep INFO (DW_LOG_LEVEL
+     * overrides both). */
+    dw_log_init ("coordinator", isatty (STDERR_FILENO) ? DW_LOG_WARN : DW_LOG_INFO);
     /* A closed stdout (coordinator ... | head) must not kill the process
      * before it stops its private cluster. */
     signal (SIGPIPE, SIG_IGN);
