@@ -819,6 +819,17 @@ int dw_coordinator_run (const dw_options_t *opts)
             resumed ? "resuming" : "starting", run_id, day, suite_name, count, opts->repeats,
             inserted);
     fflush (stdout);
+
+    /* A finished day needs no workers: report it again and stop. */
+    dw_run_counts_t counts;
+    if (dw_store_run_counts (db.store, run_id, &counts) == 0 && counts.jobs_total > 0
+        && counts.jobs_final == counts.jobs_total) {
+        printf ("every job of run %" PRId64 " is already final\n", run_id);
+        int rejected = print_summary (db.store, run_id, opts, day, config_hash, count);
+        dw_store_set_run_status (db.store, run_id, rejected ? "rejected" : "complete");
+        exit_code = run_detector (&db, opts, day);
+        goto cleanup;
+    }
     dw_store_set_run_status (db.store, run_id, "running");
 
     coordinator_keys_t keys;
