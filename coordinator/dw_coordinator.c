@@ -1,9 +1,10 @@
 /* The coordinator's commands: see dw_coordinator.h.
  *
- * A run goes: open the database (starting the private cluster if none is
- * configured), resolve the suite, select the panel, find or create the day's
- * run and its jobs (idempotent), bind the broker, start local workers, serve
- * until every job has a final result, print the summary, run the detector.
+ * A run opens the database, starting the private cluster if none is
+ * configured. It resolves the suite, selects the panel, and finds or creates
+ * the day's run and its jobs. Then it binds the broker, starts any local
+ * workers and serves until every job has a final result. It ends with the
+ * summary and the detector's report.
  */
 #include "dw_coordinator.h"
 
