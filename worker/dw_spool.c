@@ -13,6 +13,7 @@
 #include "dw_util.h"
 
 #define SPOOL_SUFFIX ".result"
+#define EVENTS_SUFFIX ".events"
 
 struct dw_spool_t {
     char *dir;
@@ -90,6 +91,42 @@ int dw_spool_remove (dw_spool_t *self, const char *attempt_id)
 {
     char path[PATH_MAX];
     if (entry_path (self, attempt_id, path, sizeof path) != 0)
+        return -1;
+    if (unlink (path) != 0 && errno != ENOENT)
+        return -1;
+    return 0;
+}
+
+static int events_path (dw_spool_t *self, const char *attempt_id, char *path, size_t size)
+{
+    if (!dw_spool_valid_id (attempt_id)) {
+        errno = EINVAL;
+        return -1;
+    }
+    snprintf (path, size, "%s/%s" EVENTS_SUFFIX, self->dir, attempt_id);
+    return 0;
+}
+
+int dw_spool_put_events (dw_spool_t *self, const char *attempt_id, const void *data, size_t len)
+{
+    char path[PATH_MAX];
+    if (events_path (self, attempt_id, path, sizeof path) != 0)
+        return -1;
+    return dw_write_file_atomic (path, data, len, 0600);
+}
+
+uint8_t *dw_spool_get_events (dw_spool_t *self, const char *attempt_id, size_t *len)
+{
+    char path[PATH_MAX];
+    if (events_path (self, attempt_id, path, sizeof path) != 0)
+        return NULL;
+    return (uint8_t *) dw_read_file (path, DW_SPOOL_ENTRY_MAX, len);
+}
+
+int dw_spool_remove_events (dw_spool_t *self, const char *attempt_id)
+{
+    char path[PATH_MAX];
+    if (events_path (self, attempt_id, path, sizeof path) != 0)
         return -1;
     if (unlink (path) != 0 && errno != ENOENT)
         return -1;

@@ -32,6 +32,17 @@ uint8_t *dw_spool_get (dw_spool_t *self, const char *attempt_id, size_t *len);
 /* Remove the result of ATTEMPT_ID; a missing entry is fine. */
 int dw_spool_remove (dw_spool_t *self, const char *attempt_id);
 
+/* Durably store the packed JobEvents of ATTEMPT_ID that the coordinator has
+ * not acknowledged yet, next to its result ("<id>.events"). Written before
+ * the result, so a spooled result always has its events on disk. */
+int dw_spool_put_events (dw_spool_t *self, const char *attempt_id, const void *data, size_t len);
+
+/* Read back the spooled events of ATTEMPT_ID (malloc'd), or NULL if none. */
+uint8_t *dw_spool_get_events (dw_spool_t *self, const char *attempt_id, size_t *len);
+
+/* Remove the spooled events of ATTEMPT_ID; a missing entry is fine. */
+int dw_spool_remove_events (dw_spool_t *self, const char *attempt_id);
+
 /* Move the entry of ATTEMPT_ID aside as "<id>.corrupt" so it is kept for
  * inspection but no longer listed or resent. */
 int dw_spool_quarantine (dw_spool_t *self, const char *attempt_id);

@@ -705,7 +705,9 @@ static void maybe_retire_job (worker_t *self, job_t *job)
     if (zlistx_size (job->unacked) > 0)
         dw_warn ("event=events_unacknowledged attempt=%s count=%zu", job->attempt_id,
                  zlistx_size (job->unacked));
-    zpoller_remove (self->poller, job->pipe);
+    dw_spool_remove_events (self->spool, job->attempt_id);
+    if (job->pipe)
+        zpoller_remove (self->poller, job->pipe);
     zhashx_delete (self->jobs, job->attempt_id);
 }
 
@@ -840,6 +842,109 @@ static void handle_message (worker_t *self)
     zmsg_destroy (&msg);
 }
 
+/* --- spooled events ------------------------------------------------------------- */
+
+/* Durably store JOB's unacknowledged events before its result, so a worker
+ * that crashes before the coordinator acknowledges them still delivers them. */
+static int spool_events (worker_t *self, job_t *job)
+{
+    size_t count = zlistx_size (job->unacked);
+    if (count == 0)
+        return 0;
+
+    Driftwatch__V1__JobEvent *items = calloc (count, sizeof *items);
+    Driftwatch__V1__JobEvent **pointers = calloc (count, sizeof *pointers);
+    if (!items || !pointers) {
+        free (items);
+        free (pointers);
+        return -1;
+    }
+    size_t i = 0;
+    for (event_t *event = zlistx_first (job->unacked); event && i < count;
+         event = zlistx_next (job->unacked), i++) {
+        driftwatch__v1__job_event__init (&items[i]);
+        items[i].seq = event->seq;
+        items[i].time_ms = event->time_ms;
+        items[i].kind = "agent";
+        items[i].payload.data = event->payload;
+        items[i].payload.len = event->len;
+        items[i].truncated = event->truncated;
+        pointers[i] = &items[i];
+    }
+    Driftwatch__V1__JobEvents batch = DRIFTWATCH__V1__JOB_EVENTS__INIT;
+    batch.attempt_id = job->attempt_id;
+    batch.n_events = i;
+    batch.events = pointers;
+
+    int rc = 0;
+    size_t len = driftwatch__v1__job_events__get_packed_size (&batch);
+    if (len > DW_SPOOL_ENTRY_MAX) {
+        /* Too large to read back: keep them in memory only, and say so. */
+        dw_warn ("event=events_not_spooled attempt=%s count=%zu bytes=%zu", job->attempt_id,
+                 i, len);
+    }
+    else {
+        uint8_t *packed = malloc (len ? len : 1);
+        if (!packed)
+            rc = -1;
+        else {
+            driftwatch__v1__job_events__pack (&batch, packed);
+            rc = dw_spool_put_events (self->spool, job->attempt_id, packed, len);
+            free (packed);
+        }
+    }
+    free (items);
+    free (pointers);
+    return rc;
+}
+
+/* After a restart: bring back the events spooled with each unacknowledged
+ * result as a finished job, so the usual resend and retire logic applies. */
+static void restore_spooled_events (worker_t *self)
+{
+    zlist_t *spooled = dw_spool_list (self->spool);
+    for (char *id = zlist_first (spooled); id; id = zlist_next (spooled)) {
+        size_t len = 0;
+        uint8_t *data = dw_spool_get_events (self->spool, id, &len);
+        if (!data)
+            continue;
+        Driftwatch__V1__JobEvents *batch = driftwatch__v1__job_events__unpack (NULL, len, data);
+        free (data);
+        job_t *job = batch ? calloc (1, sizeof *job) : NULL;
+        if (!job) {
+            dw_warn ("event=spooled_events_unreadable attempt=%s", id);
+            if (batch)
+                driftwatch__v1__job_events__free_unpacked (batch, NULL);
+            continue;
+        }
+        snprintf (job->attempt_id, sizeof job->attempt_id, "%s", id);
+        job->config = self->config;
+        job->done = 1;
+        job->unacked = zlistx_new ();
+        zlistx_set_destructor (job->unacked, event_destroy);
+        for (size_t i = 0; i < batch->n_events; i++) {
+            event_t *event = calloc (1, sizeof *event);
+            if (!event)
+                break;
+            event->seq = batch->events[i]->seq;
+            event->time_ms = batch->events[i]->time_ms;
+            event->len = batch->events[i]->payload.len;
+            event->payload = malloc (event->len ? event->len : 1);
+            if (event->len)
+                memcpy (event->payload, batch->events[i]->payload.data, event->len);
+            event->truncated = batch->events[i]->truncated;
+            zlistx_add_end (job->unacked, event);
+            if (event->seq > job->next_seq)
+                job->next_seq = event->seq;
+        }
+        driftwatch__v1__job_events__free_unpacked (batch, NULL);
+        zhashx_insert (self->jobs, job->attempt_id, job);
+        dw_info ("event=spooled_events_restored attempt=%s count=%zu", job->attempt_id,
+                 zlistx_size (job->unacked));
+    }
+    zlist_destroy (&spooled);
+}
+
 /* --- handling job threads ---------------------------------------------------- */
 
 /* Count attempts lost to this worker's own setup; past the limit, stop taking
@@ -906,15 +1011,17 @@ static void handle_job_output (worker_t *self, job_t *job)
 
         if (job->returned) {
             dw_info ("event=result_discarded attempt=%s reason=handed_back", job->attempt_id);
-            zpoller_remove (self->poller, job->pipe);
+            if (job->pipe)
+                zpoller_remove (self->poller, job->pipe);
             zhashx_delete (self->jobs, job->attempt_id);
         }
         else if (!data || zframe_size (data) == 0) {
             dw_error ("event=job_no_result attempt=%s reason=out_of_memory", job->attempt_id);
         }
-        else if (dw_spool_put (self->spool, job->attempt_id, zframe_data (data),
-                               zframe_size (data))
-                 != 0) {
+        else if (spool_events (self, job) != 0
+                 || dw_spool_put (self->spool, job->attempt_id, zframe_data (data),
+                                  zframe_size (data))
+                        != 0) {
             /* Without a durable copy the result could be lost: keep it in the
              * job and fail loudly. The coordinator's lease will expire and the
              * job will be retried as an infrastructure failure. */
@@ -1047,6 +1154,7 @@ static int setup (worker_t *self, const dw_worker_config_t *config)
     self->jobs = zhashx_new ();
     zhashx_set_destructor (self->jobs, job_destroy);
     self->poller = zpoller_new (NULL);
+    restore_spooled_events (self);
     return 0;
 }
 

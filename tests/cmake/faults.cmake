@@ -16,6 +16,7 @@ set(DW_FAULT_TESTS
     "partition_worker\;"
     "spool_full\;"
     "unlisted_key\;"
+    "kill_worker_spooled\;"
     "drain_worker\;"
     "drain_coordinator\;")
 foreach(_entry ${DW_FAULT_TESTS})
