@@ -159,15 +159,10 @@ static void record_finish (dw_gateway_t *gw, relay_t *r, int curl_code, const ch
 
 /* --- relay lifetime ------------------------------------------------------ */
 
-static void relay_unref (relay_t *r)
+/* Free R; its last reference is gone. Touches nothing of the gateway, which
+ * may already be destroyed. */
+static void relay_free (relay_t *r)
 {
-    dw_gateway_t *gw = r->gateway;
-    pthread_mutex_lock (&gw->lock);
-    int last = --r->refs == 0;
-    pthread_mutex_unlock (&gw->lock);
-    if (!last)
-        return;
-
     pthread_cond_destroy (&r->changed);
     curl_slist_free_all (r->headers);
     curl_slist_free_all (r->response_headers);
@@ -176,6 +171,16 @@ static void relay_unref (relay_t *r)
     free (r->url);
     free (r->body);
     free (r);
+}
+
+static void relay_unref (relay_t *r)
+{
+    dw_gateway_t *gw = r->gateway;
+    pthread_mutex_lock (&gw->lock);
+    int last = --r->refs == 0;
+    pthread_mutex_unlock (&gw->lock);
+    if (last)
+        relay_free (r);
 }
 
 static void timed_wait (pthread_cond_t *cond, pthread_mutex_t *lock, int ms)
@@ -386,11 +391,16 @@ static void *relay_main (void *arg)
     if (curl)
         curl_easy_cleanup (curl);
 
+    /* Drop the thread's reference in the same critical section that tells
+     * dw_gateway_destroy this thread is done: once the lock is released the
+     * gateway (and its lock) may be freed. */
     pthread_mutex_lock (&gw->lock);
+    int last = --r->refs == 0;
     gw->running_relays--;
     pthread_cond_broadcast (&gw->idle);
     pthread_mutex_unlock (&gw->lock);
-    relay_unref (r);
+    if (last)
+        relay_free (r);
     return NULL;
 }
 
