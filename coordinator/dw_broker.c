@@ -627,8 +627,8 @@ static void buffer_result (dw_broker_t *self, const char *identity,
 
 static void handle_result (dw_broker_t *self, peer_t *peer, Driftwatch__V1__JobResult *result)
 {
-    /* A result that can never be stored is answered at once, so the worker
-     * drops it instead of resending it forever. */
+    /* A result that can never be stored is rejected in its acknowledgement
+     * at once, so the worker drops it instead of resending it forever. */
     if (result->outcome <= DRIFTWATCH__V1__OUTCOME__OUTCOME_UNSPECIFIED
         || result->outcome > DRIFTWATCH__V1__OUTCOME__OUTCOME_CANCELLED
         || !result->attempt_id || !*result->attempt_id) {
@@ -701,7 +701,11 @@ static void handle_message (dw_broker_t *self)
     /* Name the peer by its authenticated key in every log line. */
     char key[DW_CURVE_KEY_TEXT_SIZE] = "";
     int authenticated = self->curve && payload && dw_curve_peer_key (payload, key) == 0;
-    const char *who = authenticated ? key : routing_hex ? routing_hex : "?";
+    const char *who = "?";
+    if (authenticated)
+        who = key;
+    else if (routing_hex)
+        who = routing_hex;
 
     if (!routing_id || !payload || zmsg_size (msg) != 0) {
         log_peer_error (self, who, "expected exactly one frame");
