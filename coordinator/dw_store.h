@@ -132,7 +132,7 @@ int dw_store_expire_leases (dw_store_t *self, int64_t run_id, int max_attempts, 
 
 /* End a live attempt that a worker handed back unfinished (drain, goodbye);
  * the job returns to the queue without using up an attempt. Returns 1 when
- * WORKER_ID holds no live attempt with that id. */
+ * WORKER_ID has no live attempt with that id. */
 int dw_store_return_attempt (dw_store_t *self, const char *attempt_id, const char *worker_id,
                              const char *reason);
 

@@ -1,6 +1,6 @@
 /* A hostile peer for the coordinator: connects like a worker and sends
  * malformed, truncated, oversized, unexpected and replayed messages and a
- * heartbeat flood. It prints what the coordinator answered, one line per
+ * heartbeat flood. It prints what the coordinator replied, one line per
  * check, and exits 0 if every answer was a rejection; the calling test then
  * checks that the coordinator still completes its run.
  *
@@ -98,7 +98,7 @@ int main (int argc, char **argv)
     zmsg_addstr (two, "two");
     zmsg_send (&two, sock);
 
-    /* 2. A heartbeat before registering is answered with a rejection. */
+    /* 2. A heartbeat before registering gets a rejection. */
     Driftwatch__V1__Heartbeat beat = DRIFTWATCH__V1__HEARTBEAT__INIT;
     Driftwatch__V1__Envelope beat_env = DRIFTWATCH__V1__ENVELOPE__INIT;
     beat_env.body_case = DRIFTWATCH__V1__ENVELOPE__BODY_HEARTBEAT;

@@ -68,7 +68,7 @@ s_run_sh (const char *script, dw_proc_spec_t *spec, dw_proc_result_t *result, li
     return dw_proc_run (spec, result);
 }
 
-/* 1 when PID no longer runs: gone, or a zombie nobody reaps yet. */
+/* 1 when PID no longer runs: gone, or a zombie not reaped yet. */
 static int
 s_pid_dead (pid_t pid)
 {
@@ -135,7 +135,7 @@ test_env_and_cwd (void)
     memset (&spec, 0, sizeof spec);
     s_run_sh ("read x; echo \"rc=$?\"; ls /proc/self/fd | wc -l", &spec, &result, &lines);
     CHECK (strcmp (lines.text[0], "rc=1") == 0, "stdin is not /dev/null: %s", lines.text[0]);
-    /* ls sees 0, 1, 2 and its own directory descriptor. */
+    /* ls lists 0, 1, 2 and its own directory descriptor. */
     CHECK (atoi (lines.text[1]) == 4, "expected 4 open fds in the child, got %s",
            lines.text[1]);
 }

@@ -368,7 +368,7 @@ static void *relay_main (void *arg)
     if (curl)
         curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
 
-    /* One locked step, so a waiter never sees the end without the record. */
+    /* One locked step, so a waiter never observes the end without the record. */
     pthread_mutex_lock (&gw->lock);
     publish_headers_locked (r, status);
     r->upstream_done = 1;
@@ -391,7 +391,7 @@ static void *relay_main (void *arg)
     if (curl)
         curl_easy_cleanup (curl);
 
-    /* Drop the thread's reference in the same critical section that tells
+    /* Drop the thread's reference in the same critical section that signals to
      * dw_gateway_destroy this thread is done: once the lock is released the
      * gateway (and its lock) may be freed. */
     pthread_mutex_lock (&gw->lock);
@@ -435,7 +435,7 @@ static ssize_t on_response_read (void *cls, uint64_t pos, char *out, size_t max)
         dw_gateway_request_t *rec = record_get (gw, r->seq);
         int failed = gw->stopping || (rec && rec->curl_code != CURLE_OK);
         /* An upstream that broke mid-body is passed on as a broken
-         * connection, so the agent sees a truncated stream as it would
+         * connection, so the agent receives a truncated stream as it would
          * without the gateway. */
         result = failed ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
     }

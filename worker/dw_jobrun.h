@@ -134,7 +134,7 @@ typedef struct {
     /* Model API base URL the gateway forwards to (NULL means
      * https://api.anthropic.com). */
     const char *upstream_url;
-    /* The real API key. Only the gateway holds it: it is never logged and
+    /* The real API key. Only the gateway has it: it is never logged and
      * never put in a child's environment. */
     const char *api_key;
     /* Retries the CLI makes after a failed API request (0 means
@@ -146,7 +146,7 @@ typedef struct {
 #define DW_JOBRUN_CLAUDE_DIR "/opt/driftwatch/claude-code"
 #define DW_JOBRUN_CLAUDE_PATH DW_JOBRUN_CLAUDE_DIR "/node_modules/.bin/claude"
 
-/* Check that this worker can run AGENT with OPTS before it asks for jobs.
+/* Check that this worker can run AGENT with OPTS before it requests jobs.
  * Kinds "stub" and "command": the agent program exists and is executable,
  * and `true` runs through the configured sandbox. Kind "claude-code": a
  * trivial prompt runs through the same sandbox, gateway and CLI options as

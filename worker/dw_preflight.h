@@ -28,7 +28,7 @@ typedef struct {
     const char *container_cli;
     int skip_container;
     /* Local image for the trivial container run (NULL = only check that
-     * the CLI answers). */
+     * the CLI responds). */
     const char *container_image;
     /* Directory for the scratch workspace of the trial runs (NULL = /tmp). */
     const char *scratch_dir;
@@ -43,7 +43,7 @@ typedef struct {
     char container_runtime[32];
     dw_limit_report_t limits;
     int message_count;
-    /* Each message says what is missing and how to fix it. */
+    /* Each message states what is missing and how to fix it. */
     char messages[DW_PREFLIGHT_MESSAGES_MAX][DW_PREFLIGHT_MESSAGE_LEN];
 } dw_preflight_report_t;
 
